@@ -1,0 +1,484 @@
+"""The MTA's commands (SMFIC_*): one small immutable class each, decoded from and encoded to packets.
+
+``decode_command(command, payload)`` turns one framed packet into a command object and raises a
+:class:`~milterkit.protocol.errors.ProtocolError` subclass that says what is wrong otherwise.
+Every command object has ``to_bytes()``, the whole packet, which the MTA side of the test tools
+uses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Union
+
+from .constants import ActionFlag, ProtocolFlag
+from .errors import (
+    EmptyName,
+    EmptyPayload,
+    InvalidAddress,
+    MalformedPacket,
+    MalformedStage,
+    MissingNul,
+    ShortPayload,
+    TrailingData,
+    UnknownCommand,
+    UnknownFamily,
+)
+from .framing import encode_packet
+from .text import decode_text, encode_text
+
+#: The commands that may name a stage in a ``D`` packet.
+MACRO_COMMANDS = frozenset(b"CHMRTLNBEUAQK")
+
+
+def _name(command: bytes) -> str:
+    return {
+        b"A": "ABORT",
+        b"B": "BODY",
+        b"C": "CONNECT",
+        b"D": "MACRO",
+        b"E": "END-OF-MESSAGE",
+        b"H": "HELO",
+        b"K": "QUIT_NC",
+        b"L": "HEADER",
+        b"M": "MAIL",
+        b"N": "END-OF-HEADER",
+        b"O": "OPTNEG",
+        b"Q": "QUIT",
+        b"R": "RCPT",
+        b"T": "DATA",
+        b"U": "UNKNOWN",
+    }.get(command, repr(command))
+
+
+def split_strings(payload: bytes, command: bytes) -> list[bytes]:
+    """Split a run of NUL-terminated strings; the payload must end with a NUL."""
+    if not payload:
+        raise EmptyPayload(f"{_name(command)} packet has no payload", command)
+    if payload[-1] != 0:
+        raise MissingNul(
+            f"{_name(command)} packet: last string is not NUL-terminated "
+            f"({len(payload)} payload bytes)",
+            command,
+        )
+    return payload[:-1].split(b"\0")
+
+
+def _one_string(payload: bytes, command: bytes) -> bytes:
+    strings = split_strings(payload, command)
+    if len(strings) != 1:
+        raise TrailingData(
+            f"{_name(command)} packet carries {len(strings)} strings where one is expected", command
+        )
+    return strings[0]
+
+
+def _no_payload(payload: bytes, command: bytes) -> None:
+    if payload:
+        raise TrailingData(
+            f"{_name(command)} packet carries {len(payload)} needless payload bytes", command
+        )
+
+
+def _join(strings: list[str]) -> bytes:
+    return b"".join(encode_text(s) + b"\0" for s in strings)
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiate:
+    """``O``: the MTA's offer of version, actions and protocol steps."""
+
+    code: ClassVar[bytes] = b"O"
+    version: int
+    actions: ActionFlag
+    protocol: ProtocolFlag
+    #: Bytes past the 12 defined ones (libmilter ignores them; we keep them for traces).
+    extra: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        payload = (
+            self.version.to_bytes(4, "big")
+            + int(self.actions).to_bytes(4, "big")
+            + int(self.protocol).to_bytes(4, "big")
+            + self.extra
+        )
+        return encode_packet(self.code, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class DefineMacro:
+    """``D``: macro values for the command named by ``stage`` (a command byte such as ``b"M"``)."""
+
+    code: ClassVar[bytes] = b"D"
+    stage: bytes
+    macros: Mapping[str, str] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        body = b"".join(
+            encode_text(name) + b"\0" + encode_text(value) + b"\0"
+            for name, value in self.macros.items()
+        )
+        return encode_packet(self.code, self.stage + body)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketAddress:
+    """The SMTP client's address from a ``C`` packet.
+
+    ``family`` is ``"4"``, ``"6"``, ``"L"`` (unix socket, ``address`` is its path) or ``"U"``
+    (unknown: no address). ``raw`` is the address text exactly as sent (Sendmail prefixes IPv6
+    with ``IPv6:``; ``address`` has that prefix removed).
+    """
+
+    family: str
+    address: str | None = None
+    port: int = 0
+    raw: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.raw is None and self.address is not None:
+            object.__setattr__(self, "raw", self.address)
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The parsed IP address for families 4 and 6, else None."""
+        if self.family in ("4", "6") and self.address is not None:
+            return ipaddress.ip_address(self.address)
+        return None
+
+    def __str__(self) -> str:
+        if self.family == "4":
+            return f"inet:{self.port}@[{self.address}]"
+        if self.family == "6":
+            return f"inet6:{self.port}@[{self.address}]"
+        if self.family == "L":
+            return f"unix:{self.address}"
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """``C``: a new SMTP client; ``hostname`` is its verified name or ``[address]``."""
+
+    code: ClassVar[bytes] = b"C"
+    hostname: str
+    address: SocketAddress
+
+    def to_bytes(self) -> bytes:
+        payload = encode_text(self.hostname) + b"\0" + self.address.family.encode("ascii")
+        if self.address.family != "U":
+            raw = self.address.raw if self.address.raw is not None else self.address.address
+            payload += self.address.port.to_bytes(2, "big") + encode_text(raw or "") + b"\0"
+        return encode_packet(self.code, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Helo:
+    """``H``: the HELO/EHLO argument."""
+
+    code: ClassVar[bytes] = b"H"
+    name: str
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, encode_text(self.name) + b"\0")
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """``M``: MAIL FROM; ``sender`` keeps its angle brackets, ``parameters`` are ESMTP ``K=V``."""
+
+    code: ClassVar[bytes] = b"M"
+    sender: str
+    parameters: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, _join([self.sender, *self.parameters]))
+
+
+@dataclass(frozen=True, slots=True)
+class Rcpt:
+    """``R``: RCPT TO; ``recipient`` keeps its angle brackets."""
+
+    code: ClassVar[bytes] = b"R"
+    recipient: str
+    parameters: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, _join([self.recipient, *self.parameters]))
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """``T``: the DATA command (protocol version 4 and later)."""
+
+    code: ClassVar[bytes] = b"T"
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """``L``: one header; ``value`` keeps folding (``\\n`` + whitespace) as the MTA sent it."""
+
+    code: ClassVar[bytes] = b"L"
+    name: str
+    value: str
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, _join([self.name, self.value]))
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfHeader:
+    """``N``: the end of the headers."""
+
+    code: ClassVar[bytes] = b"N"
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """``B``: one chunk of the body (at most 65535 bytes from real MTAs)."""
+
+    code: ClassVar[bytes] = b"B"
+    chunk: bytes
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, self.chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    """``E``: the end of the message; ``chunk`` is a last piece of body some peers attach."""
+
+    code: ClassVar[bytes] = b"E"
+    chunk: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, self.chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """``A``: forget the current message (sent by Postfix after every transaction)."""
+
+    code: ClassVar[bytes] = b"A"
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    """``Q``: the session is over."""
+
+    code: ClassVar[bytes] = b"Q"
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class QuitNewConnection:
+    """``K``: this SMTP client is done; a new one follows on the same milter connection."""
+
+    code: ClassVar[bytes] = b"K"
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """``U``: an SMTP command the MTA does not know, as the client sent it."""
+
+    code: ClassVar[bytes] = b"U"
+    line: str
+
+    def to_bytes(self) -> bytes:
+        return encode_packet(self.code, encode_text(self.line) + b"\0")
+
+
+AnyCommand = Union[
+    Negotiate,
+    DefineMacro,
+    Connect,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+    Header,
+    EndOfHeader,
+    Body,
+    EndOfMessage,
+    Abort,
+    Quit,
+    QuitNewConnection,
+    Unknown,
+]
+
+# Shared instances of the commands that carry nothing: decoding them allocates nothing.
+_DATA = Data()
+_EOH = EndOfHeader()
+_ABORT = Abort()
+_QUIT = Quit()
+_QUIT_NC = QuitNewConnection()
+
+
+def _decode_negotiate(payload: bytes) -> Negotiate:
+    if len(payload) < 12:
+        raise ShortPayload(
+            f"OPTNEG packet has {len(payload)} payload bytes; version, actions and protocol "
+            "need 12",
+            b"O",
+        )
+    return Negotiate(
+        int.from_bytes(payload[0:4], "big"),
+        ActionFlag(int.from_bytes(payload[4:8], "big")),
+        ProtocolFlag(int.from_bytes(payload[8:12], "big")),
+        payload[12:],
+    )
+
+
+def _decode_macro(payload: bytes) -> DefineMacro:
+    if not payload:
+        raise EmptyPayload("MACRO packet has no payload (a stage byte is required)", b"D")
+    stage = payload[0:1]
+    if stage[0] not in MACRO_COMMANDS:
+        raise MalformedStage(f"MACRO packet names an unknown stage {stage!r}", b"D")
+    rest = payload[1:]
+    macros: dict[str, str] = {}
+    if rest:
+        strings = split_strings(rest, b"D")
+        # An odd count leaves the last name without a value: keep it with an empty value.
+        for index in range(0, len(strings), 2):
+            name = decode_text(strings[index])
+            if not name:
+                raise EmptyName(f"MACRO packet for stage {stage!r} has an empty macro name", b"D")
+            value = decode_text(strings[index + 1]) if index + 1 < len(strings) else ""
+            macros[name] = value
+    return DefineMacro(stage, macros)
+
+
+def _decode_connect(payload: bytes) -> Connect:
+    nul = payload.find(b"\0")
+    if not payload:
+        raise EmptyPayload("CONNECT packet has no payload", b"C")
+    if nul < 0:
+        raise MissingNul("CONNECT packet: host name is not NUL-terminated", b"C")
+    hostname = decode_text(payload[:nul])
+    if nul + 1 >= len(payload):
+        raise ShortPayload("CONNECT packet ends before the address family byte", b"C")
+    family = chr(payload[nul + 1])
+    if family == "U":
+        # libmilter ignores whatever follows an unknown family; so do we.
+        return Connect(hostname, SocketAddress("U"))
+    if family not in "46L":
+        raise UnknownFamily(f"CONNECT packet has unknown address family {family!r}", b"C")
+    rest = payload[nul + 2 :]
+    if len(rest) < 2:
+        raise ShortPayload("CONNECT packet ends inside the port number", b"C")
+    port = int.from_bytes(rest[0:2], "big")
+    raw_bytes = rest[2:]
+    if not raw_bytes or raw_bytes[-1] != 0:
+        raise MissingNul("CONNECT packet: address is not NUL-terminated", b"C")
+    if raw_bytes.count(b"\0") != 1:
+        raise TrailingData("CONNECT packet carries bytes after the address", b"C")
+    raw = decode_text(raw_bytes[:-1])
+    address = raw
+    if family == "6" and raw[:5].lower() == "ipv6:":
+        address = raw[5:]
+    if family in "46":
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidAddress(
+                f"CONNECT packet: {raw!r} is not a valid IPv{family} address", b"C"
+            ) from None
+        if parsed.version != int(family):
+            raise InvalidAddress(
+                f"CONNECT packet: {raw!r} is not an IPv{family} address", b"C"
+            )
+    return Connect(hostname, SocketAddress(family, address, port, raw))
+
+
+def _decode_helo(payload: bytes) -> Helo:
+    return Helo(decode_text(_one_string(payload, b"H")))
+
+
+def _decode_envelope(payload: bytes, command: bytes) -> tuple[str, tuple[str, ...]]:
+    strings = split_strings(payload, command)
+    address = decode_text(strings[0])
+    if not address:
+        raise EmptyName(f"{_name(command)} packet has an empty address", command)
+    return address, tuple(decode_text(s) for s in strings[1:])
+
+
+def _decode_mail(payload: bytes) -> Mail:
+    return Mail(*_decode_envelope(payload, b"M"))
+
+
+def _decode_rcpt(payload: bytes) -> Rcpt:
+    return Rcpt(*_decode_envelope(payload, b"R"))
+
+
+def _decode_header(payload: bytes) -> Header:
+    strings = split_strings(payload, b"L")
+    if len(strings) != 2:
+        raise MalformedPacket(
+            f"HEADER packet carries {len(strings)} strings where name and value are expected",
+            b"L",
+        )
+    if not strings[0]:
+        raise EmptyName("HEADER packet has an empty header name", b"L")
+    return Header(decode_text(strings[0]), decode_text(strings[1]))
+
+
+def _decode_body(payload: bytes) -> Body:
+    if not payload:
+        raise EmptyPayload("BODY packet has no payload (an empty chunk is not allowed)", b"B")
+    return Body(payload)
+
+
+def _decode_unknown(payload: bytes) -> Unknown:
+    return Unknown(decode_text(_one_string(payload, b"U")))
+
+
+def _fixed(instance: AnyCommand, command: bytes) -> Callable[[bytes], AnyCommand]:
+    def decode(payload: bytes) -> AnyCommand:
+        _no_payload(payload, command)
+        return instance
+
+    return decode
+
+
+_DECODERS: dict[bytes, Callable[[bytes], AnyCommand]] = {
+    b"O": _decode_negotiate,
+    b"D": _decode_macro,
+    b"C": _decode_connect,
+    b"H": _decode_helo,
+    b"M": _decode_mail,
+    b"R": _decode_rcpt,
+    b"T": _fixed(_DATA, b"T"),
+    b"L": _decode_header,
+    b"N": _fixed(_EOH, b"N"),
+    b"B": _decode_body,
+    b"E": lambda payload: EndOfMessage(payload),
+    b"A": _fixed(_ABORT, b"A"),
+    b"Q": _fixed(_QUIT, b"Q"),
+    b"K": _fixed(_QUIT_NC, b"K"),
+    b"U": _decode_unknown,
+}
+
+
+def decode_command(command: bytes, payload: bytes) -> AnyCommand:
+    """Decode one MTA packet (its command byte and payload) into a command object."""
+    decoder = _DECODERS.get(command)
+    if decoder is None:
+        raise UnknownCommand(f"unknown command byte {command!r}", command)
+    return decoder(payload)
