@@ -43,14 +43,34 @@ class PacketDecoder:
         """How many bytes of an unfinished packet are held."""
         return len(self._buffer)
 
+    @property
+    def error(self) -> Exception | None:
+        """The error that stopped the decoder, if any."""
+        return self._error
+
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         """Add ``data`` and return ``(command, payload)`` for every packet now complete.
+
+        Raises the framing error if the stream is broken (packets before the break are lost to
+        the caller; use :meth:`decode` to keep them).
+        """
+        packets = self.decode(data)
+        if self._error is not None:
+            raise self._error
+        return packets
+
+    def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """Like :meth:`feed`, but never raises: the packets before a break are returned and the
+        break is left in :attr:`error`.
 
         A list, not a generator: the buffer is settled before any packet is handled, so a handler
         that raises cannot make a packet be decoded twice.
         """
+        packets: list[tuple[bytes, bytes]] = []
         if self._error is not None:
-            raise self._error
+            return packets
+        if type(data) is not bytes:
+            data = bytes(data)
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -58,41 +78,40 @@ class PacketDecoder:
         else:
             # Fast path: nothing buffered, parse straight from the caller's bytes.
             view = data
-        packets: list[tuple[bytes, bytes]] = []
         offset = 0
         end = len(view)
         max_payload = self.max_payload
-        try:
-            while end - offset >= _LENGTH:
-                length = int.from_bytes(view[offset : offset + _LENGTH], "big")
-                if length == 0:
-                    raise ZeroLengthPacket(
-                        f"packet at stream offset {self._consumed + offset} has length 0 (no command byte)"
-                    )
-                if length - 1 > max_payload:
-                    raise PacketTooLarge(
-                        f"packet at stream offset {self._consumed + offset} claims {length - 1} "
-                        f"payload bytes, over the limit of {max_payload}",
-                        length - 1,
-                        max_payload,
-                    )
-                stop = offset + _LENGTH + length
-                if stop > end:
-                    break
-                command = bytes(view[offset + _LENGTH : offset + _HEADER])
-                payload = bytes(view[offset + _HEADER : stop])
-                offset = stop
-                packets.append((command, payload))
-        except Exception as exc:
-            self._error = exc
+        while end - offset >= _LENGTH:
+            length = int.from_bytes(view[offset : offset + _LENGTH], "big")
+            if length == 0:
+                self._error = ZeroLengthPacket(
+                    f"packet at stream offset {self._consumed + offset} has length 0 "
+                    "(not even a command byte)"
+                )
+                break
+            if length - 1 > max_payload:
+                self._error = PacketTooLarge(
+                    f"packet at stream offset {self._consumed + offset} claims {length - 1} "
+                    f"payload bytes, over the limit of {max_payload}",
+                    length - 1,
+                    max_payload,
+                )
+                break
+            stop = offset + _LENGTH + length
+            if stop > end:
+                break
+            packets.append((view[offset + _LENGTH : offset + _HEADER], view[offset + _HEADER : stop]))
+            offset = stop
+        if self._error is not None:
             buffer.clear()
-            raise
+            return _as_bytes(packets)
         self._consumed += offset
         if view is buffer:
             del buffer[:offset]
-        elif offset < end:
+            return _as_bytes(packets)
+        if offset < end:
             buffer += view[offset:]
-        return packets
+        return packets  # slices of ``bytes`` are already bytes
 
     def end(self) -> None:
         """Say the stream ended; raise :class:`TruncatedStream` if a packet is unfinished."""
@@ -102,3 +121,8 @@ class PacketDecoder:
             if held < _HEADER:
                 raise TruncatedStream(f"stream ended inside a length prefix ({held} of 5 bytes)")
             raise TruncatedStream(f"stream ended inside a packet ({held} bytes held)")
+
+
+def _as_bytes(packets: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # Slices of the bytearray buffer are bytearrays; hand out immutable bytes.
+    return [(bytes(c), bytes(p)) for c, p in packets]

@@ -1,0 +1,108 @@
+"""GObject-style signals on blinker: ordered receivers, strong references, a parent table.
+
+blinker keeps receivers in sets, which do not keep order; milter-manager's contract ("the first
+decisive status wins") needs connection order, so :class:`Signal` swaps in an insertion-ordered
+set (blinker's documented ``set_class`` hook). A :class:`SignalTable` maps signal names to signals;
+a context's table may have a parent (its Client's), whose receivers run first, so handlers
+connected on a Client reach every context it creates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, MutableSet
+from typing import Any, TypeVar
+
+import blinker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OrderedSet(MutableSet[Any]):
+    """A set that iterates in insertion order (backed by a dict)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self._items: dict[Any, None] = dict.fromkeys(items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, value: Any) -> None:
+        self._items[value] = None
+
+    def discard(self, value: Any) -> None:
+        self._items.pop(value, None)
+
+    def copy(self) -> OrderedSet:
+        return OrderedSet(self._items)
+
+    def __repr__(self) -> str:
+        return f"OrderedSet({list(self._items)!r})"
+
+
+class Signal(blinker.NamedSignal):
+    """A blinker signal whose receivers run in the order they were connected."""
+
+    set_class = OrderedSet
+
+
+class SignalTable:
+    """Named signals, created on first use, with an optional parent table.
+
+    ``names`` is the set of valid signal names; connecting to any other name raises
+    ``ValueError`` so a typo (``"envelope_from"``) fails loudly instead of never firing.
+    """
+
+    __slots__ = ("names", "parent", "_signals")
+
+    def __init__(self, names: Iterable[str], parent: SignalTable | None = None) -> None:
+        self.names = frozenset(names)
+        self.parent = parent
+        self._signals: dict[str, Signal] = {}
+
+    def _check(self, name: str) -> None:
+        if name not in self.names:
+            hint = name.replace("_", "-")
+            extra = f" (did you mean {hint!r}?)" if hint in self.names else ""
+            raise ValueError(f"unknown signal {name!r}{extra}")
+
+    def signal(self, name: str) -> Signal:
+        """The blinker signal called ``name`` in this table (created if needed)."""
+        self._check(name)
+        sig = self._signals.get(name)
+        if sig is None:
+            sig = self._signals[name] = Signal(name)
+        return sig
+
+    def connect(self, name: str, handler: F, *, weak: bool = False) -> F:
+        """Connect ``handler`` to ``name``; kept alive by a strong reference unless ``weak``."""
+        if not callable(handler):
+            raise TypeError(f"handler for {name!r} is not callable: {handler!r}")
+        self.signal(name).connect(handler, weak=weak)
+        return handler
+
+    def disconnect(self, name: str, handler: Callable[..., Any]) -> None:
+        """Disconnect ``handler`` from ``name``."""
+        self.signal(name).disconnect(handler)
+
+    def has_receivers(self, name: str) -> bool:
+        """Whether anything, here or in a parent, listens to ``name``."""
+        sig = self._signals.get(name)
+        if sig is not None and sig.receivers:
+            return True
+        return self.parent is not None and self.parent.has_receivers(name)
+
+    def receivers(self, name: str, sender: Any) -> list[Callable[..., Any]]:
+        """The receivers of ``name`` for ``sender``: the parent's first, then this table's."""
+        found = self.parent.receivers(name, sender) if self.parent is not None else []
+        sig = self._signals.get(name)
+        if sig is not None and sig.receivers:
+            found.extend(sig.receivers_for(sender))
+        return found
