@@ -1,0 +1,1 @@
+"""pytest fixtures and assertion helpers for milters (registered by entry point)."""
