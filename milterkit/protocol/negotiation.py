@@ -99,7 +99,8 @@ def negotiate(
             f"(offered {offered.actions!r})"
         )
 
-    wanted = ProtocolFlag(request.protocol) & ~ProtocolFlag.INTERNAL
+    # The MDS sizes and the test bit describe the MTA, not a step to ask for: never request them.
+    wanted = ProtocolFlag(request.protocol) & ~(ProtocolFlag.INTERNAL | ProtocolFlag.TEST)
     no_reply = wanted & P.NO_REPLY_MASK
     emulated = no_reply & ~offered.protocol
     steps = wanted & ~emulated
