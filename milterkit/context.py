@@ -257,6 +257,9 @@ class ClientContext:
         self._body_chunks: list[ReplaceBody] = []
         self._result: MessageResult | None = None
         self._no_reply = P.NONE  # stages we never answer (negotiated with the MTA)
+        # The same as names: a set lookup per reply instead of IntFlag arithmetic (enum's
+        # __and__ builds a new flag object each time and was ~10% of feed()'s time).
+        self._silent: frozenset[str] = frozenset()
         self._emulated = P.NONE  # stages we answer NO_REPLY to with 'c' ourselves
         self._no_reply_any = P.NONE
         cls = type(self)
@@ -733,7 +736,7 @@ class ClientContext:
                 raise StatusError(
                     f"NO_REPLY for {stage.name} needs its no-reply step requested at negotiation"
                 )
-        elif stage.no_reply & self._no_reply and status not in PASS and status is not S.PROGRESS:
+        elif stage.name in self._silent and status not in PASS and status is not S.PROGRESS:
             raise StatusError(
                 f"{status.name} from {stage.name}: the MTA was told not to expect a reply to "
                 "this stage, so no verdict can be sent"
@@ -795,7 +798,7 @@ class ClientContext:
             self._write(packet)
 
     def _reply_packet(self, stage: Stage, status: Status) -> bytes | None:
-        if stage.no_reply & self._no_reply:
+        if stage.name in self._silent:
             return None  # the MTA does not read a reply for this stage
         if status is S.CONTINUE or status is S.NO_REPLY:
             # NO_REPLY here means an emulated no-reply step: the MTA still waits, so say 'c'.
@@ -831,6 +834,9 @@ class ClientContext:
             raise
         self.negotiation = negotiation
         self._no_reply = negotiation.no_reply & ~negotiation.emulated_no_reply
+        self._silent = frozenset(
+            stage.name for stage in STAGES.values() if stage.no_reply & self._no_reply
+        )
         self._emulated = negotiation.emulated_no_reply
         self._no_reply_any = negotiation.no_reply
         self.status = S.CONTINUE
