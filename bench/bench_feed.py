@@ -113,8 +113,13 @@ def make_context(with_handlers: bool) -> tuple[ClientContext, list[int]]:
     return context, written
 
 
-def run(count: int, *, with_handlers: bool, split: str) -> float:
-    """Feed ``count`` messages; return the seconds the message feeds took."""
+def run(
+    count: int, *, with_handlers: bool, split: str, profiler: cProfile.Profile | None = None
+) -> float:
+    """Feed ``count`` messages; return the seconds the message feeds took.
+
+    With ``profiler``, only the timed feeds are profiled (not the building of the stream).
+    """
     context, _written = make_context(with_handlers)
     context.feed(b"".join(c.to_bytes() for c in prologue()))
     # Build every message's bytes before the clock starts: only feed() is timed.
@@ -129,10 +134,14 @@ def run(count: int, *, with_handlers: bool, split: str) -> float:
             data = b"".join(packets)
             chunks.extend(data[i : i + 1] for i in range(len(data)))
     feed: Callable[[bytes], None] = context.feed
+    if profiler is not None:
+        profiler.enable()
     start = time.perf_counter()
     for chunk in chunks:
         feed(chunk)
     elapsed = time.perf_counter() - start
+    if profiler is not None:
+        profiler.disable()
     if context.messages != count or context.finished:
         raise SystemExit(f"benchmark broken: {context.messages} of {count} messages processed")
     return elapsed
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({platform.python_implementation()}) on {platform.machine()}")
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(run, args.n, with_handlers=True, split="message")
+        run(args.n, with_handlers=True, split="message", profiler=profiler)
         stats = pstats.Stats(profiler, stream=sys.stdout)
         stats.strip_dirs().sort_stats("tottime").print_stats(20)
         return 0
