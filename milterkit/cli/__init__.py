@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from .. import __version__
 
 #: Subcommand name -> module (in this package) that implements it.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "run": "run",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,126 @@
+"""``milterkit run TARGET``: serve the filter that TARGET's ``setup(client)`` builds."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+HELP = "Run a milter: serve the filter defined by TARGET's setup(client)."
+
+_POLICIES = {
+    "tempfail": "TEMPORARY_FAILURE", "reject": "REJECT", "accept": "ACCEPT",
+    "continue": "CONTINUE",
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o7777:
+        raise argparse.ArgumentTypeError(f"mode out of range: {text!r}")
+    return mode
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``run``'s options to its parser."""
+    from ..server.client import DEFAULT_EXCEPTION_REPLY, DEFAULT_SPEC
+    from ..server.loop import LOOP_KINDS
+
+    parser.epilog = (
+        "TARGET is a file (filters/spam.py) or a module (mypackage.filter), optionally "
+        "followed by :FUNCTION (default setup). Examples:  milterkit run examples/add_header.py "
+        "-l unix:/run/milterkit/milter.sock --workers 2.  Under systemd socket activation "
+        "(LISTEN_FDS) the passed sockets are used and --listen is ignored."
+    )
+    parser.add_argument("target", metavar="TARGET", help="file or module defining setup(client)")
+    parser.add_argument(
+        "-l", "--listen", "-s", "--connection-spec", dest="listen", metavar="SPEC",
+        default=DEFAULT_SPEC,
+        help="where to listen: unix:/path, local:/path, /path, inet:PORT[@HOST|@[ADDR]], "
+        f"inet6:PORT[@[ADDR]] (default {DEFAULT_SPEC})",
+    )
+    parser.add_argument("-w", "--workers", type=_positive_int, default=1, metavar="N",
+                        help="pre-forked worker processes sharing the socket (default 1)")
+    parser.add_argument("--timeout", type=_seconds, default=7210.0, metavar="SECONDS",
+                        help="inactivity timeout per connection; 0 disables (default 7210)")
+    parser.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                        help="on SIGTERM/SIGINT, how long sessions in flight may go on before "
+                        "they are closed (default 30)")
+    parser.add_argument("--exception-policy", choices=sorted(_POLICIES), default="tempfail",
+                        help="what a handler's exception becomes (default tempfail)")
+    parser.add_argument("--exception-reply", metavar="TEXT", default=DEFAULT_EXCEPTION_REPLY,
+                        help="SMTP reply sent with the tempfail/reject policy "
+                        f"(default {DEFAULT_EXCEPTION_REPLY!r})")
+    parser.add_argument("--max-connections", type=_positive_int, metavar="N",
+                        help="concurrent connections per process; more wait in the backlog")
+    parser.add_argument("--progress-interval", type=float, metavar="SECONDS",
+                        help="send progress keep-alives this often while an async handler runs")
+    parser.add_argument("--socket-mode", type=_mode, default=0o660, metavar="OCTAL",
+                        help="mode of a unix socket (default 0660)")
+    parser.add_argument("--socket-group", metavar="GROUP",
+                        help="group (name or number) of a unix socket")
+    parser.add_argument("--backlog", type=_positive_int, metavar="N",
+                        help="listen backlog (default: the system's maximum)")
+    parser.add_argument("--log-level", choices=_LOG_LEVELS, default="info",
+                        help="log level (default info)")
+    parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
+                        help="event loop: uvloop if installed (auto), asyncio, or uvloop")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Build the Client from the options, run the target's setup, serve until stopped."""
+    import socket
+
+    from ..server import Client, ListenError, SpecError
+    from ..server.target import TargetError, load_setup
+    from ..status import Status
+
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    log = logging.getLogger("milterkit.server")
+    try:
+        client = Client(
+            args.listen,
+            timeout=args.timeout or None,
+            shutdown_timeout=args.shutdown_timeout,
+            exception_policy=Status[_POLICIES[args.exception_policy]],
+            exception_reply=args.exception_reply or None,
+            max_connections=args.max_connections,
+            progress_interval=args.progress_interval,
+            socket_mode=args.socket_mode,
+            socket_group=args.socket_group,
+            backlog=args.backlog or socket.SOMAXCONN,
+        )
+    except (SpecError, ValueError) as exc:
+        print(f"milterkit run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        setup = load_setup(args.target)
+    except TargetError as exc:
+        print(f"milterkit run: {exc}", file=sys.stderr)
+        return 2
+    setup(client)
+    try:
+        client.run(workers=args.workers, loop=args.loop)
+    except (ListenError, RuntimeError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

@@ -1,0 +1,345 @@
+"""``Client``: the asyncio milter server. It listens, makes one
+:class:`~milterkit.context.ClientContext` per MTA connection and shuts down gracefully.
+
+The milter is the *client* of the MTA (milter-manager's naming), hence the name, although it is
+the side that listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ..context import SIGNAL_NAMES, ClientContext
+from ..protocol.constants import DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage, ProtocolFlag
+from ..signals import SignalTable
+from ..status import Status
+from . import listen
+from .connection import Connection
+from .listen import Listener
+from .spec import ConnectionSpec, parse_spec
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("milterkit.server")
+
+#: Signals of the Client itself; their handlers are called ``handler(client, *args)``.
+CLIENT_SIGNAL_NAMES = ("connection-established", "listen-started", "connection-finished")
+#: The default connection spec (milter-manager's C tools use the same).
+DEFAULT_SPEC = "inet:10025@127.0.0.1"
+DEFAULT_EXCEPTION_REPLY = "451 4.3.0 Temporary failure in the mail filter"
+
+# accept() errors that say "not now" rather than "this socket is broken".
+_TRANSIENT_ACCEPT_ERRORS = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO,
+})
+
+
+class Client:
+    """A milter server: handlers connected here reach every connection's context.
+
+    ``spec`` is where to listen (see :func:`~milterkit.server.spec.parse_spec`); when systemd
+    passed sockets (``LISTEN_FDS``) and ``socket_activation`` is true, those are used instead.
+    ``timeout`` is the inactivity timeout of a connection in seconds (None: none).
+    ``exception_policy`` / ``exception_reply`` say what a handler's exception becomes.
+    ``max_connections`` caps concurrent connections (further ones wait in the listen backlog);
+    ``progress_interval`` sends a progress keep-alive that often while a coroutine handler runs.
+    ``actions``, ``protocol``, ``macro_requests`` and ``max_payload`` go to every context;
+    ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
+    """
+
+    def __init__(
+        self,
+        spec: str | ConnectionSpec = DEFAULT_SPEC,
+        *,
+        timeout: float | None = 7210.0,
+        exception_policy: Status | None = Status.TEMPORARY_FAILURE,
+        exception_reply: str | None = DEFAULT_EXCEPTION_REPLY,
+        max_connections: int | None = None,
+        progress_interval: float | None = None,
+        socket_mode: int | None = 0o660,
+        socket_group: str | int | None = None,
+        backlog: int = socket.SOMAXCONN,
+        actions: ActionFlag | None = None,
+        protocol: ProtocolFlag | None = None,
+        macro_requests: Mapping[MacroStage, Sequence[str]] | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        context_class: type[ClientContext] = ClientContext,
+        shutdown_timeout: float = 30.0,
+        socket_activation: bool = True,
+    ) -> None:
+        self.spec = parse_spec(spec) if isinstance(spec, str) else spec
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        if progress_interval is not None and progress_interval <= 0:
+            raise ValueError(f"progress_interval must be positive, not {progress_interval}")
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.progress_interval = progress_interval
+        self.socket_mode = socket_mode
+        self.socket_group = socket_group
+        self.backlog = backlog
+        self.context_class = context_class
+        #: Seconds :meth:`shutdown` lets sessions in flight finish before closing them.
+        self.shutdown_timeout = shutdown_timeout
+        self.socket_activation = socket_activation
+        #: Keyword arguments of every context (``actions``, ``protocol``, ``macro_requests``...);
+        #: a ``setup(client)`` function may change them before the client starts.
+        self.context_options: dict[str, Any] = dict(
+            actions=actions, protocol=protocol, macro_requests=macro_requests,
+            max_payload=max_payload, exception_policy=exception_policy,
+            exception_reply=exception_reply, timeout=timeout if timeout is not None else 0.0,
+        )
+        # Validate the context options now, not on the first connection.
+        context_class(lambda data: None, tag=0, **self.context_options)
+        #: The parent table of every context's signals.
+        self.signals = SignalTable(SIGNAL_NAMES)
+        self._client_signals = SignalTable(CLIENT_SIGNAL_NAMES)
+        #: The listening sockets (set by :meth:`bind` or :meth:`start`).
+        self.listeners: list[Listener] = []
+        #: Open connections.
+        self.connections: set[Connection] = set()
+        #: Sessions served so far.
+        self.served = 0
+        #: 0 in a single process; 1..N in a pre-forked worker.
+        self.worker_id = 0
+        #: Whether closing removes the unix socket files (a worker leaves that to its master).
+        self.unlink_on_close = True
+        self._accepting: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._slot_free: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
+        self._closing = False
+        self._full_logged = False
+
+    # ------------------------------------------------------------------ signals
+
+    def connect(self, name: str, handler: F) -> F:
+        """Connect ``handler`` to a context signal (``handler(context, *args)``, for every
+        connection) or to a client signal (``handler(client, *args)``); returns the handler."""
+        if name in CLIENT_SIGNAL_NAMES:
+            return self._client_signals.connect(name, handler)
+        return self.signals.connect(name, handler)
+
+    def disconnect(self, name: str, handler: Callable[..., Any]) -> None:
+        """Disconnect ``handler`` from ``name``."""
+        if name in CLIENT_SIGNAL_NAMES:
+            self._client_signals.disconnect(name, handler)
+        else:
+            self.signals.disconnect(name, handler)
+
+    def on(self, name: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`connect`: ``@client.on("envelope-from")``."""
+        return lambda handler: self.connect(name, handler)
+
+    def emit(self, name: str, *args: Any) -> None:
+        """Emit a client signal; a handler that raises is logged, never fatal."""
+        for receiver in self._client_signals.receivers(name, self):
+            try:
+                receiver(self, *args)
+            except Exception:
+                log.exception("handler of client signal %r raised", name)
+
+    def create_context(self, write: Callable[[bytes], object]) -> ClientContext:
+        """A new context writing to ``write``, with this client's options and handlers."""
+        return self.context_class(write, signals=self.signals, **self.context_options)
+
+    # ------------------------------------------------------------------ listening
+
+    def bind(self) -> list[Listener]:
+        """Open the listening sockets now (systemd's, else the spec's); idempotent.
+
+        Binding before the event loop starts is what lets pre-forked workers share sockets.
+        """
+        if not self.listeners:
+            found = listen.systemd_listeners() if self.socket_activation else []
+            if found:
+                log.info("using %d socket(s) passed by systemd; ignoring %s", len(found), self.spec)
+            else:
+                found = [listen.bind(self.spec, backlog=self.backlog,
+                                     socket_mode=self.socket_mode, socket_group=self.socket_group)]
+            self.listeners = found
+        return self.listeners
+
+    @property
+    def address(self) -> Any:
+        """The first listening socket's address: ``(host, port)`` or a path."""
+        if not self.listeners:
+            raise RuntimeError("the client is not listening yet (call bind() or start())")
+        return self.listeners[0].sock.getsockname()
+
+    @property
+    def address_spec(self) -> str:
+        """The first listening socket as a connection spec (``inet:41234@[127.0.0.1]``)."""
+        if not self.listeners:
+            raise RuntimeError("the client is not listening yet (call bind() or start())")
+        return self.listeners[0].name
+
+    async def start(self) -> None:
+        """Bind (unless done) and start accepting connections; returns at once."""
+        if self._closed is not None:
+            raise RuntimeError("a Client can be started once")
+        loop = asyncio.get_running_loop()
+        self._slot_free = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = asyncio.Event()
+        for listener in self.bind():
+            self._accepting.append(loop.create_task(self._accept(listener)))
+            log.info("listening on %s", listener.name)
+            self.emit("listen-started", listener.sock.getsockname())
+
+    async def serve_forever(self) -> None:
+        """Start if needed and serve until :meth:`shutdown` completes."""
+        if self._closed is None:
+            await self.start()
+        assert self._closed is not None
+        await self._closed.wait()
+
+    async def _accept(self, listener: Listener) -> None:
+        # Our own accept loop, so that the connection limit can hold accept() back without
+        # blocking the loop: further MTAs wait in the kernel's backlog, as libmilter's do.
+        loop = asyncio.get_running_loop()
+        sock = listener.sock
+        factory = lambda: Connection(self)  # noqa: E731
+        while True:
+            if self.max_connections is not None and len(self.connections) >= self.max_connections:
+                if not self._full_logged:
+                    log.warning("%d connections open, the maximum: not accepting more for now",
+                                len(self.connections))
+                    self._full_logged = True
+                assert self._slot_free is not None
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                if exc.errno in _TRANSIENT_ACCEPT_ERRORS:
+                    log.warning("accept() on %s failed: %s; retrying shortly", listener.name, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                log.error("accept() on %s failed: %s; no longer listening there",
+                          listener.name, exc)
+                return
+            try:
+                await loop.connect_accepted_socket(factory, conn)
+            except OSError as exc:  # the peer went away between accept() and now
+                log.debug("dropping a connection that failed at once: %s", exc)
+                conn.close()
+
+    def _connection_made(self, connection: Connection) -> None:
+        self.connections.add(connection)
+        assert self._idle is not None
+        self._idle.clear()
+        if self._closing:
+            connection.close("shutdown")  # accepted just before the listener closed
+            return
+        self.emit("connection-established", connection.context)
+
+    def _connection_lost(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        self.served += 1
+        self.emit("connection-finished", connection.context)
+        assert self._slot_free is not None and self._idle is not None
+        if self._full_logged and (
+            self.max_connections is None or len(self.connections) < self.max_connections
+        ):
+            self._full_logged = False
+        self._slot_free.set()
+        if not self.connections:
+            self._idle.set()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def stop_accepting(self) -> None:
+        """Stop accepting and close the listening sockets; open connections go on."""
+        for task in self._accepting:
+            task.cancel()
+        self._accepting.clear()
+        for listener in self.listeners:
+            listener.close(unlink=self.unlink_on_close)
+
+    async def shutdown(self, deadline: float | None = None) -> None:
+        """Stop accepting, let sessions in flight finish for ``deadline`` seconds (default
+        :attr:`shutdown_timeout`), then close those still open. Calling it again while it waits
+        closes them at once."""
+        if self._closed is None:
+            self.stop_accepting()
+            return
+        if self._closing:
+            log.info("shutting down now: closing %d session(s)", len(self.connections))
+            for connection in list(self.connections):
+                connection.abort("shutdown")
+            await self._closed.wait()
+            return
+        self._closing = True
+        self.stop_accepting()
+        assert self._idle is not None
+        wait = self.shutdown_timeout if deadline is None else deadline
+        if self.connections:
+            log.info("shutting down: waiting up to %g s for %d session(s) in flight",
+                     wait, len(self.connections))
+            try:
+                await asyncio.wait_for(self._idle.wait(), wait)
+            except asyncio.TimeoutError:
+                log.warning("shutdown deadline passed: closing %d session(s)",
+                            len(self.connections))
+                for connection in list(self.connections):
+                    connection.abort("shutdown")
+                # connection_lost runs on the next loop iterations.
+                await asyncio.wait_for(self._idle.wait(), 5.0)
+        log.info("shut down (%d session(s) served)", self.served)
+        self._closed.set()
+
+    def install_signal_handlers(self) -> None:
+        """Shut down on SIGTERM and SIGINT (a second one closes sessions at once)."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self.request_shutdown()
+
+    def request_shutdown(self) -> None:
+        """Start :meth:`shutdown` in the background (from a signal handler or a callback)."""
+        task = asyncio.get_running_loop().create_task(self.shutdown())
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
+
+    def run(self, *, workers: int = 1, loop: str = "auto") -> None:
+        """Serve until SIGTERM or SIGINT: blocking, with its own event loop.
+
+        ``workers`` > 1 pre-forks that many processes sharing the sockets (see
+        :mod:`milterkit.server.workers`); ``loop`` is ``auto``, ``asyncio`` or ``uvloop``.
+        """
+        from .loop import run as run_loop
+
+        if workers > 1:
+            from .workers import Supervisor
+
+            Supervisor(self, workers, loop=loop).run()
+            return
+        self.bind()
+        run_loop(self._serve_with_signals(), loop)
+
+    async def _serve_with_signals(self) -> None:
+        self.install_signal_handlers()
+        await self.serve_forever()
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown(self.shutdown_timeout if exc is None else 0.0)

@@ -1,0 +1,225 @@
+"""One MTA connection in the asyncio runtime: moves bytes between a transport and a
+:class:`~milterkit.context.ClientContext`, arms the inactivity timer and runs coroutine handlers.
+
+It never parses a packet: everything protocol-shaped happens in ``ClientContext.feed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..context import ClientContext, StateError
+from ..protocol.errors import ProtocolError
+from ..result import MessageResult
+
+if TYPE_CHECKING:
+    from .client import Client
+
+log = logging.getLogger("milterkit.server")
+
+Done = Callable[[Any, "BaseException | None"], None]
+
+
+class HandlerCancelled(RuntimeError):
+    """A coroutine handler's task was cancelled before it gave a status."""
+
+
+class Connection(asyncio.Protocol):
+    """The asyncio protocol of one MTA connection (one :class:`ClientContext`)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.context: ClientContext | None = None
+        self.transport: asyncio.Transport | None = None
+        #: Why the session ended: finished (QUIT), eof, timeout, protocol error, shutdown, error.
+        self.reason: str | None = None
+        self.verdicts: Counter[str] = Counter()
+        self._loop = asyncio.get_running_loop()
+        self._tasks: dict[asyncio.Future[Any], asyncio.TimerHandle | None] = {}
+        self._timeout = client.timeout or 0.0
+        self._last_activity = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._started = self._loop.time()
+
+    # -------------------------------------------------------------- transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        client = self.client
+        context = client.create_context(self._write)
+        self.context = context
+        context.peer = transport.get_extra_info("peername")
+        context.await_hook = self._await
+        # Ours run after the Client's handlers (parent first), so theirs see an open transport.
+        context.connect("finished", self._on_finished)
+        context.connect("message-processed", self._on_message_processed)
+        log.debug("[%s] connection from %s", context.tag, _peer(context.peer))
+        if self._timeout:
+            self._timer = self._loop.call_at(self._last_activity + self._timeout, self._on_timer)
+        client._connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        context = self.context
+        assert context is not None
+        self._last_activity = self._loop.time()
+        try:
+            context.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+        except Exception:
+            # Only reachable with exception_policy=None: the handler's error is re-raised.
+            log.exception("[%s] unhandled error; closing the connection", context.tag)
+            self.close("error")
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close; connection_lost finishes the session
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        context = self.context
+        assert context is not None
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.reason is None:
+            self.reason = "eof" if exc is None else f"connection lost ({exc})"
+        context.connection_lost()
+        for task, keepalive in list(self._tasks.items()):
+            if keepalive is not None:
+                keepalive.cancel()
+            task.cancel()
+        self._summary()
+        self.client._connection_lost(self)
+
+    # -------------------------------------------------------------- writing, closing
+
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._last_activity = self._loop.time()
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def close(self, reason: str) -> None:
+        """Close after flushing what is written; the session ends (``finished``) when it is lost."""
+        if self.reason is None:
+            self.reason = reason
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Close at once, dropping unwritten replies."""
+        if self.reason is None:
+            self.reason = reason
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _on_finished(self, context: ClientContext) -> None:
+        if not self._closed:
+            self.close("finished")
+
+    def _on_message_processed(self, context: ClientContext, result: MessageResult) -> None:
+        self.verdicts[result.status.nick] += 1
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        assert self.context is not None
+        log.warning("[%s] closing the connection from %s after a protocol error: %s",
+                    self.context.tag, _peer(self.context.peer), exc)
+        self.reason = "protocol error"
+        self.close(self.reason)
+
+    # -------------------------------------------------------------- timeout
+
+    def _on_timer(self) -> None:
+        due = self._last_activity + self._timeout
+        if self._loop.time() < due:
+            # Activity since the timer was set: re-arm rather than re-create a timer per packet.
+            self._timer = self._loop.call_at(due, self._on_timer)
+            return
+        self._timer = None
+        context = self.context
+        assert context is not None
+        log.info("[%s] no activity for %g s: timing out", context.tag, self._timeout)
+        self.reason = "timeout"
+        context.handle_timeout()
+        self.close(self.reason)
+
+    # -------------------------------------------------------------- coroutine handlers
+
+    def _await(self, awaitable: Awaitable[Any], done: Done) -> None:
+        """The context's ``await_hook``: run ``awaitable`` as a task, answer when it is done."""
+        task = asyncio.ensure_future(awaitable)
+        interval = self.client.progress_interval
+        keepalive = None
+        if interval and self.context is not None and self.context.pending is not None:
+            keepalive = self._loop.call_later(interval, self._keepalive, task)
+        self._tasks[task] = keepalive
+        task.add_done_callback(lambda finished: self._task_done(finished, done))
+
+    def _keepalive(self, task: asyncio.Future[Any]) -> None:
+        if task.done() or task not in self._tasks or self._closed:
+            return
+        context = self.context
+        assert context is not None
+        try:
+            context.progress()
+        except StateError:
+            pass  # nothing owed (a detached abort handler) or a no-reply stage
+        else:
+            log.debug("[%s] progress sent while %s is pending", context.tag, context.pending)
+        interval = self.client.progress_interval
+        assert interval
+        self._tasks[task] = self._loop.call_later(interval, self._keepalive, task)
+
+    def _task_done(self, task: asyncio.Future[Any], done: Done) -> None:
+        keepalive = self._tasks.pop(task, None)
+        if keepalive is not None:
+            keepalive.cancel()
+        context = self.context
+        assert context is not None
+        if self._closed:
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("[%s] a handler failed after the connection closed: %r",
+                          context.tag, task.exception())
+            return
+        result: Any = None
+        error: BaseException | None
+        if task.cancelled():
+            error = HandlerCancelled("the coroutine handler was cancelled")
+        else:
+            error = task.exception()
+            if error is None:
+                result = task.result()
+        try:
+            done(result, error)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+        except Exception:
+            log.exception("[%s] unhandled error; closing the connection", context.tag)
+            self.close("error")
+
+    # -------------------------------------------------------------- logging
+
+    def _summary(self) -> None:
+        context = self.context
+        assert context is not None
+        verdicts = ", ".join(f"{name} {count}" for name, count in sorted(self.verdicts.items()))
+        log.info(
+            "[%s] session ended (%s): %d message%s%s, %.3f s, peer %s",
+            context.tag, self.reason, context.messages, "" if context.messages == 1 else "s",
+            f" ({verdicts})" if verdicts else "", self._loop.time() - self._started,
+            _peer(context.peer),
+        )
+
+
+def _peer(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"[{peer[0]}]:{peer[1]}"
+    if peer in (None, "", b""):
+        return "unix"
+    return str(peer)

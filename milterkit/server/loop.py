@@ -1,0 +1,61 @@
+"""Choosing the event loop: the stdlib's, or uvloop (``pip install milterkit[uvloop]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+LoopKind = Literal["auto", "asyncio", "uvloop"]
+#: The values ``--loop`` accepts.
+LOOP_KINDS: tuple[LoopKind, ...] = ("auto", "asyncio", "uvloop")
+
+log = logging.getLogger("milterkit.server")
+
+
+def loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """A function making a new event loop: uvloop's when ``kind`` is ``uvloop``, or ``auto``
+    and uvloop is installed; the stdlib's otherwise. ``uvloop`` without uvloop raises."""
+    if kind not in LOOP_KINDS:
+        raise ValueError(f"loop must be one of {', '.join(LOOP_KINDS)}, not {kind!r}")
+    if kind == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        if kind == "uvloop":
+            raise RuntimeError(
+                "the uvloop event loop was asked for but is not installed; "
+                "pip install 'milterkit[uvloop]'"
+            ) from None
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run(main: Coroutine[Any, Any, T], kind: str = "auto") -> T:
+    """Run ``main`` to completion on a new loop of ``kind`` (``asyncio.run`` with a choice of
+    loop, which ``asyncio.run`` itself only offers from Python 3.12)."""
+    loop = loop_factory(kind)()
+    log.debug("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -1,0 +1,224 @@
+"""Pre-forked workers, as milter-manager's ``n-workers``: the master binds the sockets, forks N
+workers that all accept on them, restarts a worker that dies, and drains them on SIGTERM.
+
+The master runs no event loop (forking a process with a running loop is unsafe); it waits on a
+self-pipe fed by ``signal.set_wakeup_fd``. Each worker watches a pipe from the master: EOF means
+the master is gone, and the worker shuts down rather than live on as an orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .loop import run as run_loop
+
+if TYPE_CHECKING:
+    from .client import Client
+
+log = logging.getLogger("milterkit.server.workers")
+
+#: A worker that dies sooner than this after its start is restarted with a growing delay.
+MIN_HEALTHY_LIFETIME = 1.0
+MAX_BACKOFF = 10.0
+
+
+@dataclass
+class Worker:
+    """One worker slot: its id (1..N), its process and its restart bookkeeping."""
+
+    id: int
+    pid: int = 0
+    started: float = 0.0
+    backoff: float = 0.0
+    restart_at: float | None = None
+
+
+class Supervisor:
+    """Runs ``client`` in ``workers`` pre-forked processes until SIGTERM or SIGINT."""
+
+    def __init__(self, client: Client, workers: int, *, loop: str = "auto") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.client = client
+        self.loop = loop
+        self.workers = [Worker(i) for i in range(1, workers + 1)]
+        self._stop_signal: int | None = None
+        self._lifeline: tuple[int, int] | None = None
+        self._wakeup: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------ master
+
+    def run(self) -> None:
+        """Bind, fork, supervise; returns when every worker has exited after a stop signal."""
+        client = self.client
+        client.bind()
+        self._lifeline = os.pipe()
+        wake_r, wake_w = self._wakeup = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        previous_fd = signal.set_wakeup_fd(wake_w)
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        }
+        try:
+            log.info("master %d: starting %d workers on %s", os.getpid(), len(self.workers),
+                     ", ".join(listener.name for listener in client.listeners))
+            for worker in self.workers:
+                self._spawn(worker)
+            while self._stop_signal is None:
+                self._reap()
+                self._wait(self._next_restart())
+                self._restart_due()
+            log.info("master: %s received, draining %d workers",
+                     signal.Signals(self._stop_signal).name, self._alive())
+            self._drain()
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for fd in (*self._lifeline, wake_r, wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            for listener in client.listeners:
+                listener.close(unlink=client.unlink_on_close)
+        log.info("master: all workers exited")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT) and self._stop_signal is None:
+            self._stop_signal = signum
+        # SIGCHLD needs no work here: the wakeup fd ends the wait and _reap runs.
+
+    def _wait(self, timeout: float | None) -> None:
+        assert self._wakeup is not None
+        if self._stop_signal is not None:
+            return
+        ready, _, _ = select.select([self._wakeup[0]], [], [], timeout)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wakeup[0], 512):
+                    pass
+
+    def _alive(self) -> int:
+        return sum(1 for worker in self.workers if worker.pid)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((w for w in self.workers if w.pid == pid), None)
+            if worker is None:
+                continue
+            worker.pid = 0
+            how = _describe_exit(status)
+            if self._stop_signal is not None:
+                log.info("worker %d (pid %d) exited: %s", worker.id, pid, how)
+                continue
+            lived = time.monotonic() - worker.started
+            if lived < MIN_HEALTHY_LIFETIME:
+                worker.backoff = min(MAX_BACKOFF, max(0.1, worker.backoff * 2))
+            else:
+                worker.backoff = 0.0
+            worker.restart_at = time.monotonic() + worker.backoff
+            log.warning("worker %d (pid %d) died (%s) after %.1f s; restarting in %.1f s",
+                        worker.id, pid, how, lived, worker.backoff)
+
+    def _next_restart(self) -> float | None:
+        due = [w.restart_at for w in self.workers if w.restart_at is not None]
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            if self._stop_signal is not None:
+                return
+            if worker.restart_at is not None and worker.restart_at <= now:
+                worker.restart_at = None
+                self._spawn(worker)
+
+    def _drain(self) -> None:
+        for worker in self.workers:
+            worker.restart_at = None
+            if worker.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.client.shutdown_timeout + 5.0
+        while self._alive() and time.monotonic() < deadline:
+            self._reap()
+            if self._alive():
+                assert self._wakeup is not None
+                select.select([self._wakeup[0]], [], [], 0.1)
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._wakeup[0], 512):
+                        pass
+        for worker in self.workers:
+            if worker.pid:
+                log.warning("worker %d (pid %d) did not stop in time: killing it",
+                            worker.id, worker.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(worker.pid, 0)
+                worker.pid = 0
+
+    def _spawn(self, worker: Worker) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            self._worker_main(worker.id)
+        worker.pid = pid
+        worker.started = time.monotonic()
+        log.info("worker %d started (pid %d)", worker.id, pid)
+
+    # ------------------------------------------------------------------ worker
+
+    def _worker_main(self, worker_id: int) -> None:  # pragma: no cover - child process
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)
+            assert self._lifeline is not None and self._wakeup is not None
+            for fd in (self._lifeline[1], *self._wakeup):
+                os.close(fd)
+            client = self.client
+            client.worker_id = worker_id
+            client.unlink_on_close = False  # the socket files belong to the master
+            run_loop(self._serve(self._lifeline[0]), self.loop)
+            code = 0
+        except BaseException:
+            log.exception("worker %d failed", worker_id)
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    async def _serve(self, lifeline: int) -> None:  # pragma: no cover - child process
+        client = self.client
+        loop = asyncio.get_running_loop()
+
+        def master_gone() -> None:
+            loop.remove_reader(lifeline)
+            log.error("worker %d: the master is gone; shutting down", client.worker_id)
+            client.request_shutdown()
+
+        loop.add_reader(lifeline, master_gone)
+        client.install_signal_handlers()
+        await client.serve_forever()
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
