@@ -1,0 +1,144 @@
+"""Run a filter in-process: a :class:`ServerContext` wired to a :class:`~milterkit.ClientContext`.
+
+No socket: the MTA's bytes go straight into ``ClientContext.feed`` and the replies into
+``ServerContext.receive``, on the same code path a live connection takes. The pump runs inside an
+asyncio loop, so coroutine handlers, ``loop.call_later`` answers after PROGRESS and keep-alives
+behave as under the real runtime; a filter with plain handlers never waits on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..context import ClientContext
+from ..protocol.errors import ProtocolError
+from ..server.client import Client
+from .message import Message
+from .results import SessionResult
+from .server import ServerContext
+from .target import Target, load_client
+
+#: Makes the milter side of one connection, given its ``write``.
+ContextFactory = Callable[[Callable[[bytes], object]], ClientContext]
+
+
+class InProcess:
+    """Sessions against one filter without sockets.
+
+    ``target`` is a ``setup(client)`` function, a file or module defining one, a
+    :class:`~milterkit.server.client.Client`, or a :data:`ContextFactory`-style callable when
+    ``factory=True``. ``server_options`` go to every :class:`ServerContext` (``profile``,
+    ``version``, ``connection``, ``macros``, ``timeouts`` …).
+    """
+
+    def __init__(self, target: Target | ContextFactory, *, factory: bool = False,
+                 **server_options: Any) -> None:
+        self.client: Client | None = None
+        if factory:
+            self._factory: ContextFactory = target  # type: ignore[assignment]
+        else:
+            client = load_client(target)  # type: ignore[arg-type]
+            self.client = client
+            self._factory = client.create_context
+        self.server_options = server_options
+        #: The milter-side context of the last session, for a test to look into.
+        self.context: ClientContext | None = None
+
+    def run(self, messages: Sequence[Message] | Message = (), *, check: bool = True,
+            **options: Any) -> SessionResult:
+        """One connection carrying ``messages``; returns what the MTA saw.
+
+        With ``check`` a protocol error or timeout is raised; else it is in ``result.error``.
+        ``options`` override the server options for this session.
+        """
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.run_async(messages, check=check, **options))
+        finally:
+            loop.close()
+
+    async def run_async(self, messages: Sequence[Message] | Message = (), *, check: bool = True,
+                        **options: Any) -> SessionResult:
+        """:meth:`run` for a caller already inside an event loop."""
+        if isinstance(messages, Message):
+            messages = [messages]
+        wake = asyncio.Event()
+        to_milter = bytearray()
+        to_mta = bytearray()
+
+        def write_to_milter(data: bytes) -> None:
+            to_milter.extend(data)
+            wake.set()
+
+        def write_to_mta(data: bytes) -> None:
+            to_mta.extend(data)
+            wake.set()
+
+        server = ServerContext(write_to_milter, **{**self.server_options, **options})
+        context = self._factory(write_to_mta)
+        context.await_hook = _await_hook
+        self.context = context
+        try:
+            server.run(messages)
+            await _pump(server, context, to_milter, to_mta, wake)
+        except ProtocolError as exc:
+            if server.result.error is None:
+                server.result.error = exc
+            if not context.finished:
+                context.connection_lost()
+            if check:
+                raise
+        return server.result
+
+
+def _await_hook(awaitable: Awaitable[Any], done: Callable[[Any, BaseException | None], None]
+                ) -> None:
+    """The context's await hook: run the handler's awaitable as a task on the running loop."""
+    task = asyncio.ensure_future(awaitable)
+
+    def finished(task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            done(None, asyncio.CancelledError())
+        else:
+            done(task.result() if task.exception() is None else None, task.exception())
+
+    task.add_done_callback(finished)
+
+
+async def _pump(server: ServerContext, context: ClientContext, to_milter: bytearray,
+                to_mta: bytearray, wake: asyncio.Event) -> None:
+    """Move bytes both ways until the MTA is done; wait on the loop when nobody has any."""
+    while True:
+        while to_milter or to_mta:
+            if to_milter:
+                data = bytes(to_milter)
+                to_milter.clear()
+                if context.finished:
+                    break  # the milter hung up (e.g. refused the negotiation)
+                context.feed(data)
+            if to_mta:
+                data = bytes(to_mta)
+                to_mta.clear()
+                server.receive(data)
+        if server.finished:
+            if not context.finished:
+                context.connection_lost()  # Postfix closes without QUIT after some verdicts
+            return
+        if context.finished:
+            server.connection_lost()  # raises: the milter left in the middle
+            return
+        wake.clear()
+        stage = server.awaiting or "end-of-message"
+        try:
+            await asyncio.wait_for(wake.wait(), server.timeouts.for_stage(stage))
+        except asyncio.TimeoutError:
+            context.handle_timeout()
+            server.handle_timeout()  # raises ReplyTimeout
+
+
+def run_in_process(target: Target, messages: Sequence[Message] | Message = (), *,
+                   check: bool = True, **server_options: Any) -> SessionResult:
+    """One in-process session: ``run_in_process(setup, Message.build(...)).last.status``."""
+    return InProcess(target, **server_options).run(messages, check=check)
