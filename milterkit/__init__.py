@@ -5,6 +5,8 @@ MTA connection on the milter side; the MTA side, used by the test tools, is
 :class:`milterkit.testing.ServerContext`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .context import (
     SIGNAL_NAMES,
     ActionError,
@@ -43,3 +45,15 @@ __all__ = [
     "SocketAddress", "State", "StateError", "Status", "StatusError", "__version__",
     "format_reply",
 ]
+
+if TYPE_CHECKING:
+    from .server.client import Client as Client
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio runtime loads on first use: ``import milterkit`` must not import asyncio.
+    if name == "Client":
+        from .server.client import Client
+
+        return Client
+    raise AttributeError(f"module 'milterkit' has no attribute {name!r}")
