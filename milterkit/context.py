@@ -568,6 +568,9 @@ class ClientContext:
         if self.state in (State.ABORT, State.ABORT_REPLIED):
             return
         self._abort(self.state)
+        # Only a real ABORT forgets the message's macros (after its handlers could read them):
+        # the synthetic abort of a MAIL without ABORT must keep the new MAIL's own macros.
+        self.macros.clear_message()
 
     def _on_quit(self, command: cmd.Quit) -> None:
         self._abort_open_message()
