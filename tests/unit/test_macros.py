@@ -48,7 +48,8 @@ def test_missing_macro() -> None:
     assert table.get("x") is None
     assert table.get("x", "default") == "default"
     assert "x" not in table
-    assert 42 not in table
+    number: object = 42
+    assert number not in table
     with pytest.raises(KeyError):
         table["x"]
 

@@ -130,6 +130,21 @@ class SignalLog:
         return events
 
 
+def stable(events: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Events with the timing of message results left out, so two runs compare equal."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    for name, args in events:
+        if name == "message-processed":
+            (result,) = args
+            args = ((result.status, result.envelope_from, tuple(result.recipients),
+                     result.header_count, result.body_size, tuple(result.modifications),
+                     result.reply, result.quarantine_reason),)
+        elif name == "error":
+            args = tuple((type(arg), str(arg)) for arg in args)
+        out.append((name, args))
+    return out
+
+
 def new_context(**kwargs: Any) -> tuple[ClientContext, Wire]:
     """A context writing to a fresh :class:`Wire`."""
     wire = Wire()
@@ -149,6 +164,32 @@ def negotiated(
     return wire.take()
 
 
+def full_session() -> bytes:
+    """One connection with one complete message and a QUIT, as a Postfix would send it."""
+    return b"".join(
+        [
+            optneg(),
+            packet(b"D", b"C" + strings(b"j", b"mx.example", b"{daemon_name}", b"smtpd")),
+            packet(b"C", b"client.example\x004\x04\xd2192.0.2.7\0"),
+            packet(b"D", b"H"),
+            packet(b"H", b"client.example\0"),
+            packet(b"D", b"M" + strings(b"i", b"4QX", b"{mail_addr}", b"a@example.org")),
+            packet(b"M", strings(b"<a@example.org>", b"SIZE=120")),
+            packet(b"D", b"R" + strings(b"{rcpt_addr}", b"b@example.net")),
+            packet(b"R", b"<b@example.net>\0"),
+            packet(b"T"),
+            packet(b"L", strings(b"From", b"a@example.org")),
+            packet(b"L", strings(b"Subject", b"folded\n\tline")),
+            packet(b"N"),
+            packet(b"B", b"hello\r\n"),
+            packet(b"B", b"\xffbinary\0\r\n"),
+            packet(b"E"),
+            packet(b"A"),
+            packet(b"Q"),
+        ]
+    )
+
+
 def offer(
     actions: int = FULL_ACTIONS, protocol: int = FULL_PROTOCOL, version: int = 6
 ) -> Negotiate:
@@ -158,6 +199,6 @@ def offer(
 
 __all__ = [
     "A", "C", "D", "EVENT_SIGNALS", "FULL_ACTIONS", "FULL_PROTOCOL", "P", "R", "S", "SignalLog",
-    "T", "Wire", "encode_packet", "negotiated", "new_context", "offer", "optneg", "optneg_reply",
-    "packet", "strings", "y",
+    "T", "Wire", "encode_packet", "full_session", "negotiated", "new_context", "offer", "optneg",
+    "optneg_reply", "packet", "stable", "strings", "y",
 ]
