@@ -16,6 +16,7 @@ from .. import __version__
 #: Subcommand name -> module (in this package) that implements it.
 SUBCOMMANDS: dict[str, str] = {
     "run": "run",
+    "test-server": "test_server",
 }
 
 

@@ -17,11 +17,13 @@ from ..protocol.errors import ProtocolError
 from ..server.client import Client
 from .message import Message
 from .results import SessionResult
-from .server import ServerContext
+from .server import ServerContext, Submission
 from .target import Target, load_client
 
 #: Makes the milter side of one connection, given its ``write``.
 ContextFactory = Callable[[Callable[[bytes], object]], ClientContext]
+#: One message, or several (plain or with sending options).
+Messages = Sequence[Message | Submission] | Message
 
 
 class InProcess:
@@ -46,7 +48,7 @@ class InProcess:
         #: The milter-side context of the last session, for a test to look into.
         self.context: ClientContext | None = None
 
-    def run(self, messages: Sequence[Message] | Message = (), *, check: bool = True,
+    def run(self, messages: Messages = (), *, check: bool = True,
             **options: Any) -> SessionResult:
         """One connection carrying ``messages``; returns what the MTA saw.
 
@@ -59,7 +61,7 @@ class InProcess:
         finally:
             loop.close()
 
-    async def run_async(self, messages: Sequence[Message] | Message = (), *, check: bool = True,
+    async def run_async(self, messages: Messages = (), *, check: bool = True,
                         **options: Any) -> SessionResult:
         """:meth:`run` for a caller already inside an event loop."""
         if isinstance(messages, Message):
@@ -138,7 +140,7 @@ async def _pump(server: ServerContext, context: ClientContext, to_milter: bytear
             server.handle_timeout()  # raises ReplyTimeout
 
 
-def run_in_process(target: Target, messages: Sequence[Message] | Message = (), *,
+def run_in_process(target: Target, messages: Messages = (), *,
                    check: bool = True, **server_options: Any) -> SessionResult:
     """One in-process session: ``run_in_process(setup, Message.build(...)).last.status``."""
     return InProcess(target, **server_options).run(messages, check=check)

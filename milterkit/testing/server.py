@@ -141,11 +141,14 @@ class Timeouts:
 
 
 @dataclass(slots=True)
-class _Queued:
+class Submission:
+    """A message plus how the MTA sends it: exact BODY chunks (else cut at the profile's
+    chunk size), an UNKNOWN command after the recipients, macros for this message only."""
+
     message: Message
-    chunks: Sequence[bytes] | None
-    unknown: str | None
-    macros: Mapping[str, Mapping[str, str]]
+    chunks: Sequence[bytes] | None = None
+    unknown: str | None = None
+    macros: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 _sessions = itertools.count(1)
@@ -192,7 +195,7 @@ class ServerContext:
         self.serial = next(_sessions)
 
         self._decoder = PacketDecoder(max_payload)
-        self._queue: deque[_Queued] = deque()
+        self._queue: deque[Submission] = deque()
         self._closing = False
         self._started = False
         self._finished = False
@@ -261,9 +264,13 @@ class ServerContext:
         profile's chunk size); ``unknown`` sends an UNKNOWN command after the recipients;
         ``macros`` add to the connection's macros for this message only.
         """
+        self.submit(Submission(message, chunks, unknown, macros or {}))
+
+    def submit(self, submission: Submission) -> None:
+        """Queue a :class:`Submission` (what :meth:`send_message` builds)."""
         if self._closing:
             raise RuntimeError("close() was called: no more messages on this connection")
-        self._queue.append(_Queued(message, chunks, unknown, macros or {}))
+        self._queue.append(submission)
         if self._idle:
             self._resume(None)
 
@@ -273,10 +280,13 @@ class ServerContext:
         if self._idle:
             self._resume(None)
 
-    def run(self, messages: Sequence[Message]) -> None:
+    def run(self, messages: Sequence[Message | Submission]) -> None:
         """Start, queue ``messages`` and close: the whole session in one call."""
         for message in messages:
-            self.send_message(message)
+            if isinstance(message, Submission):
+                self.submit(message)
+            else:
+                self.send_message(message)
         self.close()
         self.start()
 
@@ -491,7 +501,7 @@ class ServerContext:
         self._verdict_stage = stage
         return status
 
-    def _outcome_without_milter(self, queued: _Queued, verdict: Status) -> None:
+    def _outcome_without_milter(self, queued: Submission, verdict: Status) -> None:
         """A message on a connection the milter already judged: it never sees the message."""
         message = queued.message
         outcome = MessageOutcome(
@@ -578,7 +588,7 @@ class ServerContext:
                          rcpt_mailer="smtp" if "@" in rcpt else "local")
         return known
 
-    def _transaction(self, queued: _Queued) -> Generator[str, AnyReply | None, bool]:
+    def _transaction(self, queued: Submission) -> Generator[str, AnyReply | None, bool]:
         """One message; returns True if the milter shut the session down."""
         message = queued.message
         outcome = MessageOutcome(original=message, message=message.copy())
@@ -606,7 +616,7 @@ class ServerContext:
         return False
 
     def _envelope(
-        self, queued: _Queued, outcome: MessageOutcome, queue_id: str
+        self, queued: Submission, outcome: MessageOutcome, queue_id: str
     ) -> Generator[str, AnyReply | None, str | None]:
         message, extra = queued.message, queued.macros
         status = yield from self._event(
@@ -649,7 +659,7 @@ class ServerContext:
         return None
 
     def _content(
-        self, queued: _Queued, outcome: MessageOutcome
+        self, queued: Submission, outcome: MessageOutcome
     ) -> Generator[str, AnyReply | None, str]:
         message, extra = queued.message, queued.macros
         for name, raw in message.headers:
@@ -671,7 +681,7 @@ class ServerContext:
         self._ended(outcome, status, "end-of-message")
         return "verdict"
 
-    def _chunks(self, queued: _Queued) -> list[bytes]:
+    def _chunks(self, queued: Submission) -> list[bytes]:
         if queued.chunks is not None:
             return [bytes(c) for c in queued.chunks if c]
         body, size = queued.message.body, self.profile.chunk_size
