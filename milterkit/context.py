@@ -999,7 +999,11 @@ class ClientContext:
 
     def delete_header(self, name: str, index: int = 1) -> None:
         """Delete the ``index``-th (1-based) header called ``name``."""
-        self.change_header(name, index, None)
+        # Not via change_header: an error must name the call the milter made.
+        _check_header(name, "")
+        _check_index(index, 1)
+        self._modify("delete_header", ActionFlag.CHANGE_HEADERS)
+        self._modifications.append(ChangeHeader(index, name, ""))
 
     def change_from(self, sender: str, parameters: str | Iterable[str] | None = None) -> None:
         """Replace the envelope sender, optionally with ESMTP parameters (``e``)."""
