@@ -19,7 +19,7 @@ import milterkit  # noqa: E402
 
 project = "milterkit"
 author = "The milterkit developers"
-copyright = "the milterkit developers"  # noqa: A001 - Sphinx's setting name
+copyright = "the milterkit developers"
 release = milterkit.__version__
 version = ".".join(release.split(".")[:2])
 

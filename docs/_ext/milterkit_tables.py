@@ -248,13 +248,13 @@ def wire_table() -> str:
 
 def setup(app: Any) -> dict[str, Any]:
     """Register the three directives (Sphinx extension entry point)."""
-    from docutils.statemachine import StringList
+    from docutils.statemachine import StringList  # type: ignore[import-untyped,unused-ignore]
     from sphinx.util.docutils import SphinxDirective
 
     def directive(make: Callable[[], str]) -> type[SphinxDirective]:
         class TableDirective(SphinxDirective):
             def run(self) -> list[Any]:
-                from docutils import nodes
+                from docutils import nodes  # type: ignore[import-untyped,unused-ignore]
 
                 container = nodes.container()
                 source = StringList(make().splitlines(), source="milterkit_tables")
