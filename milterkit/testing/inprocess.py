@@ -32,10 +32,12 @@ class InProcess:
     ``target`` is a ``setup(client)`` function, a file or module defining one, a
     :class:`~milterkit.server.client.Client`, or a :data:`ContextFactory`-style callable when
     ``factory=True``. ``server_options`` go to every :class:`ServerContext` (``profile``,
-    ``version``, ``connection``, ``macros``, ``timeouts`` …).
+    ``version``, ``connection``, ``macros``, ``timeouts`` …). ``tap`` sees every write of
+    either side, as a capture of the wire would.
     """
 
     def __init__(self, target: Target | ContextFactory, *, factory: bool = False,
+                 tap: Callable[[str, bytes], object] | None = None,
                  **server_options: Any) -> None:
         self.client: Client | None = None
         if factory:
@@ -45,6 +47,8 @@ class InProcess:
             self.client = client
             self._factory = client.create_context
         self.server_options = server_options
+        #: Called with ``("mta", bytes)`` and ``("milter", bytes)`` for every write, in order.
+        self.tap = tap
         #: The milter-side context of the last session, for a test to look into.
         self.context: ClientContext | None = None
 
@@ -70,11 +74,17 @@ class InProcess:
         to_milter = bytearray()
         to_mta = bytearray()
 
+        tap = self.tap
+
         def write_to_milter(data: bytes) -> None:
+            if tap is not None:
+                tap("mta", data)
             to_milter.extend(data)
             wake.set()
 
         def write_to_mta(data: bytes) -> None:
+            if tap is not None:
+                tap("milter", data)
             to_mta.extend(data)
             wake.set()
 

@@ -131,9 +131,9 @@ class Message:
         deleted header no longer counts for later ``m`` indexes; Sendmail keeps counting it.
         """
         result = self.copy()
-        # Sendmail keeps a deleted header in its list (marked deleted), so indexes after it do
-        # not shift; None stands for such a header until the end.
-        headers: list[tuple[str, str] | None] = list(result.headers)
+        # Sendmail keeps a deleted header in its list (with no value), so later indexes do not
+        # shift; a None value stands for such a header until the end.
+        headers: list[tuple[str, str | None]] = list(result.headers)
         new_body: list[bytes] | None = None
 
         def value_of(value: str) -> str:
@@ -162,33 +162,31 @@ class Message:
             elif isinstance(mod, ReplaceBody):
                 new_body = [] if new_body is None else new_body
                 new_body.append(mod.chunk)
-        result.headers = [h for h in headers if h is not None]
+        result.headers = [(name, value) for name, value in headers if value is not None]
         if new_body is not None:
             result.body = b"".join(new_body)
         return result
 
 
-def _position_of_visible(headers: list[tuple[str, str] | None], index: int) -> int:
+def _position_of_visible(headers: list[tuple[str, str | None]], index: int) -> int:
     """Where to insert so the new header has ``index`` visible headers above it."""
     seen = 0
-    for position, header in enumerate(headers):
+    for position, (_, value) in enumerate(headers):
         if seen == index:
             return position
-        if header is not None:
+        if value is not None:
             seen += 1
     return len(headers)
 
 
 def _change_header(
-    headers: list[tuple[str, str] | None], mod: ChangeHeader, value: str, renumber: bool
+    headers: list[tuple[str, str | None]], mod: ChangeHeader, value: str, renumber: bool
 ) -> None:
     lowered = mod.name.lower()
     wanted = max(mod.index, 1)  # both MTAs read index 0 as 1
     count = 0
-    for position, header in enumerate(headers):
-        if header is None:
-            continue
-        if header[0].lower() != lowered:
+    for position, (name, old) in enumerate(headers):
+        if name.lower() != lowered or (old is None and renumber):
             continue
         count += 1
         if count == wanted:
@@ -196,9 +194,9 @@ def _change_header(
                 if renumber:
                     del headers[position]
                 else:
-                    headers[position] = None
+                    headers[position] = (name, None)
             else:
-                headers[position] = (header[0], value)
+                headers[position] = (name, value)
             return
     if mod.value:
         # No such header: both MTAs add it.

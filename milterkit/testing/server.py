@@ -424,12 +424,13 @@ class ServerContext:
 
     # ------------------------------------------------------------------ the session
 
-    def _send(self, command: cmd.AnyCommand, exchange: bool = True) -> None:
-        if exchange:
-            self._exchange = Exchange(command)
-            self.result.exchanges.append(self._exchange)
-            if self._outcome is not None:
-                self._outcome.exchanges.append(self._exchange)
+    def _send(self, command: cmd.AnyCommand) -> None:
+        exchange = Exchange(command)
+        self.result.exchanges.append(exchange)
+        if self._outcome is not None:
+            self._outcome.exchanges.append(exchange)
+        if not isinstance(command, cmd.DefineMacro):
+            self._exchange = exchange  # replies belong to the last command, never to a D
         self._write(command.to_bytes())
 
     def _script(self) -> Generator[str, AnyReply | None, None]:
@@ -542,7 +543,7 @@ class ServerContext:
             return
         values = self._macro_values(step.macro_list, extra)
         if values or profile.macros_before_every_event:
-            self._send(cmd.DefineMacro(step.code, values), exchange=False)
+            self._send(cmd.DefineMacro(step.code, values))
 
     def _macro_values(
         self, letter: str, extra: Mapping[str, Mapping[str, str]]
