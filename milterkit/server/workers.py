@@ -29,6 +29,9 @@ log = logging.getLogger("milterkit.server.workers")
 #: A worker that dies sooner than this after its start is restarted with a growing delay.
 MIN_HEALTHY_LIFETIME = 1.0
 MAX_BACKOFF = 10.0
+# Even a healthy worker is replaced after a short pause: when a service manager signals the
+# whole process group, a worker may exit before the master has seen its own SIGTERM.
+MIN_RESTART_DELAY = 0.1
 
 
 @dataclass
@@ -129,9 +132,9 @@ class Supervisor:
                 continue
             lived = time.monotonic() - worker.started
             if lived < MIN_HEALTHY_LIFETIME:
-                worker.backoff = min(MAX_BACKOFF, max(0.1, worker.backoff * 2))
+                worker.backoff = min(MAX_BACKOFF, max(MIN_RESTART_DELAY * 2, worker.backoff * 2))
             else:
-                worker.backoff = 0.0
+                worker.backoff = MIN_RESTART_DELAY
             worker.restart_at = time.monotonic() + worker.backoff
             log.warning("worker %d (pid %d) died (%s) after %.1f s; restarting in %.1f s",
                         worker.id, pid, how, lived, worker.backoff)
