@@ -31,6 +31,7 @@ from unitlib import (
 from milterkit import ClientContext, MacroStage, State, Status
 from milterkit.protocol import (
     ActionFlag,
+    Continue,
     EmptyName,
     EmptyPayload,
     InvalidAddress,
@@ -42,10 +43,12 @@ from milterkit.protocol import (
     ProtocolFlag,
     ShortPayload,
     SocketAddress,
+    TrailingData,
     UnexpectedCommand,
     UnknownCommand,
     UnknownFamily,
     ZeroLengthPacket,
+    decode_reply,
 )
 
 PF = ProtocolFlag
@@ -669,8 +672,10 @@ def test_edge_23_stage_legality_of_replies() -> None:
     # progress() before EOM is allowed (Postfix takes it) and writes 'p' then the reply.
     data, _ = answer("helo", lambda ctx, _h: ctx.progress(), CONNECT + HELO)
     assert data == C + P + C
-    # The 'c' verdict carries no payload.
-    assert C == b"\x00\x00\x00\x01c"
+    # The 'c' verdict carries no payload, and an MTA-side decoder refuses one that does.
+    assert Continue().to_bytes() == b"\x00\x00\x00\x01c"
+    with pytest.raises(TrailingData):
+        decode_reply(b"c", b"\0")
 
 
 def test_edge_24_empty_replacement_body() -> None:
