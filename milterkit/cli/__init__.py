@@ -17,6 +17,8 @@ from .. import __version__
 SUBCOMMANDS: dict[str, str] = {
     "run": "run",
     "test-server": "test_server",
+    "capture": "capture",
+    "replay": "replay",
 }
 
 
