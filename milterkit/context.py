@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .macros import MacroTable, MacrosRequests
+from .macros import MacrosRequests, MacroTable
 from .protocol import commands as cmd
 from .protocol.constants import CHUNK_SIZE, DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage
 from .protocol.constants import ProtocolFlag as P
@@ -264,8 +264,10 @@ class ClientContext:
         self._no_reply_any = P.NONE
         cls = type(self)
         self._overridden = frozenset(
-            stage.name for stage in STAGES.values()
-            if getattr(cls, _default_method(stage)) is not getattr(ClientContext, _default_method(stage))
+            stage.name
+            for stage in STAGES.values()
+            if getattr(cls, _default_method(stage))
+            is not getattr(ClientContext, _default_method(stage))
         )
 
     # ------------------------------------------------------------------ signals
@@ -318,11 +320,11 @@ class ClientContext:
         self._respond(pending, status)
         self._run()
 
-    def _receivers(self, stage: Stage) -> list[Callable[..., Any]]:
+    def _receivers(self, stage: Stage) -> Sequence[Callable[..., Any]]:
         found = self.signals.receivers(stage.name, self)
         if stage.name in self._overridden:
             method = getattr(self, _default_method(stage))
-            found.append(lambda _context, *args: method(*args))
+            return [*found, lambda _context, *args: method(*args)]
         return found
 
     def handles(self, name: str) -> bool:

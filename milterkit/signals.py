@@ -9,10 +9,12 @@ connected on a Client reach every context it creates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableSet
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator, MutableSet
 from typing import Any, TypeVar
 
 import blinker
+from blinker.base import ANY_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,9 +50,31 @@ class OrderedSet(MutableSet[Any]):
 
 
 class Signal(blinker.NamedSignal):
-    """A blinker signal whose receivers run in the order they were connected."""
+    """A blinker signal whose receivers run in the order they were connected.
 
-    set_class = OrderedSet
+    ``version`` grows on every connect and disconnect (weak receivers that die included), so a
+    :class:`SignalTable` can cache receiver lists and know when they went stale.
+    """
+
+    set_class = OrderedSet  # type: ignore[assignment]
+
+    def __init__(self, name: str, doc: str | None = None) -> None:
+        super().__init__(name, doc)
+        self.version = 0
+
+    def connect(self, receiver: F, sender: Any = blinker.ANY, weak: bool = True) -> F:
+        self.version += 1
+        return super().connect(receiver, sender, weak)
+
+    def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        self.version += 1
+        super()._disconnect(receiver_id, sender_id)
+
+    def cacheable(self) -> bool:
+        """Whether the receivers are the same for every sender and all held strongly."""
+        if any(isinstance(r, weakref.ref) for r in self.receivers.values()):
+            return False
+        return all(key == ANY_ID or not ids for key, ids in self._by_sender.items())
 
 
 class SignalTable:
@@ -60,12 +84,14 @@ class SignalTable:
     ``ValueError`` so a typo (``"envelope_from"``) fails loudly instead of never firing.
     """
 
-    __slots__ = ("names", "parent", "_signals")
+    __slots__ = ("names", "parent", "_signals", "_cache")
 
     def __init__(self, names: Iterable[str], parent: SignalTable | None = None) -> None:
         self.names = frozenset(names)
         self.parent = parent
         self._signals: dict[str, Signal] = {}
+        # name -> (stamp, receivers): emission happens for every packet, connection rarely.
+        self._cache: dict[str, tuple[int, tuple[Callable[..., Any], ...]]] = {}
 
     def _check(self, name: str) -> None:
         if name not in self.names:
@@ -92,6 +118,20 @@ class SignalTable:
         """Disconnect ``handler`` from ``name``."""
         self.signal(name).disconnect(handler)
 
+    def _stamp(self, name: str) -> int:
+        # Versions only grow, so the sum changes whenever any table on the chain changes.
+        sig = self._signals.get(name)
+        stamp = sig.version if sig is not None else 0
+        if self.parent is not None:
+            stamp += self.parent._stamp(name)
+        return stamp
+
+    def _cacheable(self, name: str) -> bool:
+        sig = self._signals.get(name)
+        if sig is not None and not sig.cacheable():
+            return False
+        return self.parent is None or self.parent._cacheable(name)
+
     def has_receivers(self, name: str) -> bool:
         """Whether anything, here or in a parent, listens to ``name``."""
         sig = self._signals.get(name)
@@ -99,10 +139,16 @@ class SignalTable:
             return True
         return self.parent is not None and self.parent.has_receivers(name)
 
-    def receivers(self, name: str, sender: Any) -> list[Callable[..., Any]]:
+    def receivers(self, name: str, sender: Any) -> tuple[Callable[..., Any], ...]:
         """The receivers of ``name`` for ``sender``: the parent's first, then this table's."""
-        found = self.parent.receivers(name, sender) if self.parent is not None else []
+        stamp = self._stamp(name)
+        cached = self._cache.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found = tuple(self.parent.receivers(name, sender)) if self.parent is not None else ()
         sig = self._signals.get(name)
         if sig is not None and sig.receivers:
-            found.extend(sig.receivers_for(sender))
+            found += tuple(sig.receivers_for(sender))
+        if self._cacheable(name):
+            self._cache[name] = (stamp, found)
         return found

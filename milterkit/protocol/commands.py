@@ -1,4 +1,5 @@
-"""The MTA's commands (SMFIC_*): one small immutable class each, decoded from and encoded to packets.
+"""The MTA's commands (SMFIC_*): one small immutable class each, decoded from and encoded to
+packets.
 
 ``decode_command(command, payload)`` turns one framed packet into a command object and raises a
 :class:`~milterkit.protocol.errors.ProtocolError` subclass that says what is wrong otherwise.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .constants import ActionFlag, ProtocolFlag
 from .errors import (
@@ -304,23 +305,23 @@ class Unknown:
         return encode_packet(self.code, encode_text(self.line) + b"\0")
 
 
-AnyCommand = Union[
-    Negotiate,
-    DefineMacro,
-    Connect,
-    Helo,
-    Mail,
-    Rcpt,
-    Data,
-    Header,
-    EndOfHeader,
-    Body,
-    EndOfMessage,
-    Abort,
-    Quit,
-    QuitNewConnection,
-    Unknown,
-]
+AnyCommand = (
+    Negotiate
+    | DefineMacro
+    | Connect
+    | Helo
+    | Mail
+    | Rcpt
+    | Data
+    | Header
+    | EndOfHeader
+    | Body
+    | EndOfMessage
+    | Abort
+    | Quit
+    | QuitNewConnection
+    | Unknown
+)
 
 # Shared instances of the commands that carry nothing: decoding them allocates nothing.
 _DATA = Data()

@@ -100,7 +100,10 @@ class PacketDecoder:
             stop = offset + _LENGTH + length
             if stop > end:
                 break
-            packets.append((view[offset + _LENGTH : offset + _HEADER], view[offset + _HEADER : stop]))
+            # Slices of the bytearray buffer are bytearrays; _as_bytes below fixes them up.
+            packets.append(
+                (view[offset + _LENGTH : offset + _HEADER], view[offset + _HEADER : stop])  # type: ignore[arg-type]
+            )
             offset = stop
         if self._error is not None:
             buffer.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .commands import split_strings
 from .constants import ActionFlag, MacroStage, ProtocolFlag
@@ -286,28 +286,28 @@ DISCARD_PACKET = encode_packet(b"d")
 SKIP_PACKET = encode_packet(b"s")
 PROGRESS_PACKET = encode_packet(b"p")
 
-AnyReply = Union[
-    NegotiateReply,
-    Continue,
-    Reject,
-    TempFail,
-    Accept,
-    Discard,
-    Skip,
-    Progress,
-    Shutdown,
-    ConnectionFailure,
-    ReplyText,
-    Quarantine,
-    AddRecipient,
-    AddRecipientWithParameters,
-    DeleteRecipient,
-    ChangeFrom,
-    AddHeader,
-    InsertHeader,
-    ChangeHeader,
-    ReplaceBody,
-]
+AnyReply = (
+    NegotiateReply
+    | Continue
+    | Reject
+    | TempFail
+    | Accept
+    | Discard
+    | Skip
+    | Progress
+    | Shutdown
+    | ConnectionFailure
+    | ReplyText
+    | Quarantine
+    | AddRecipient
+    | AddRecipientWithParameters
+    | DeleteRecipient
+    | ChangeFrom
+    | AddHeader
+    | InsertHeader
+    | ChangeHeader
+    | ReplaceBody
+)
 
 #: Replies that end the MTA's wait for the current command.
 FINAL_REPLIES = (Continue, Reject, TempFail, Accept, Discard, Skip, Shutdown, ReplyText)

@@ -34,8 +34,8 @@ def test_parent_receivers_come_first() -> None:
 
     child.connect("body", mine)
     parent.connect("body", theirs)
-    assert child.receivers("body", None) == [theirs, mine]
-    assert parent.receivers("body", None) == [theirs]
+    assert child.receivers("body", None) == (theirs, mine)
+    assert parent.receivers("body", None) == (theirs,)
 
 
 def test_has_receivers_sees_the_parent() -> None:
@@ -52,7 +52,7 @@ def test_disconnect(mocker: MockerFixture) -> None:
     stub = mocker.stub()
     table.connect("header", stub)
     table.disconnect("header", stub)
-    assert table.receivers("header", None) == []
+    assert table.receivers("header", None) == ()
     assert not table.has_receivers("header")
 
 
@@ -106,3 +106,37 @@ def test_client_table_reaches_its_contexts(mocker: MockerFixture) -> None:
     first.connection_lost()
     second.connection_lost()
     assert stub.call_args_list == [mocker.call(first), mocker.call(second)]
+
+
+def test_receiver_cache_sees_later_connections() -> None:
+    # Receivers are cached per name; a connect or disconnect on the table or its parent must
+    # make the next emission see the change.
+    parent = SignalTable(NAMES)
+    child = SignalTable(NAMES, parent=parent)
+
+    def first(_: Any) -> None: ...
+
+    def second(_: Any) -> None: ...
+
+    child.connect("body", first)
+    assert child.receivers("body", None) == (first,)
+    parent.connect("body", second)
+    assert child.receivers("body", None) == (second, first)
+    child.disconnect("body", first)
+    assert child.receivers("body", None) == (second,)
+
+
+def test_weak_receiver_is_not_kept_alive_by_the_cache() -> None:
+    table = SignalTable(NAMES)
+
+    class Handler:
+        def __call__(self, _: Any) -> None: ...
+
+    handler = Handler()
+    table.connect("body", handler, weak=True)
+    assert table.receivers("body", None) == (handler,)
+    del handler
+    import gc
+
+    gc.collect()
+    assert table.receivers("body", None) == ()
