@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for the capture files (created if needed)")
     parser.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="give up reaching the milter after this long (default 30)")
+    parser.add_argument("--socket-mode", type=lambda text: int(text, 8), metavar="OCTAL",
+                        help="permissions of a unix listening socket, e.g. 666 so Postfix's "
+                        "smtpd (user postfix) can connect")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         default="info", help="log level (default info)")
 
@@ -42,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         proxy = CaptureProxy(args.listen, args.upstream, args.output,
-                             connect_timeout=args.connect_timeout)
+                             connect_timeout=args.connect_timeout,
+                             socket_mode=args.socket_mode)
     except SpecError as exc:
         print(f"milterkit capture: {exc}", file=sys.stderr)
         return 2

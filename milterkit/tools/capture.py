@@ -26,8 +26,9 @@ _READ_SIZE = 256 * 1024
 class CaptureProxy:
     """Listen on ``listen``, forward each connection to ``upstream``, record into ``output``.
 
-    ``on_connection(path)`` is called with each finished capture file (tests and tools use it
-    to know when a connection is fully recorded).
+    ``socket_mode`` sets a unix listening socket's permissions (Postfix's smtpd runs as
+    ``postfix`` and needs write access). ``on_connection(path)`` is called with each finished
+    capture file (tests and tools use it to know when a connection is fully recorded).
     """
 
     def __init__(
@@ -37,12 +38,14 @@ class CaptureProxy:
         output: str | Path,
         *,
         connect_timeout: float = 30.0,
+        socket_mode: int | None = None,
         on_connection: Callable[[Path], object] | None = None,
     ) -> None:
         self.listen = parse_spec(listen) if isinstance(listen, str) else listen
         self.upstream = parse_spec(upstream) if isinstance(upstream, str) else upstream
         self.output = Path(output)
         self.connect_timeout = connect_timeout
+        self.socket_mode = socket_mode
         self.on_connection = on_connection
         self.captures: list[Path] = []
         self._numbers = itertools.count(1)
@@ -59,6 +62,8 @@ class CaptureProxy:
                 if Path(spec.path).is_socket():
                     os.unlink(spec.path)  # a stale socket from an earlier run
             self._server = await asyncio.start_unix_server(self._accepted, spec.path)
+            if self.socket_mode is not None:
+                os.chmod(spec.path, self.socket_mode)
         else:
             address = spec.resolve()
             assert isinstance(address, tuple)
