@@ -781,6 +781,9 @@ class ClientContext:
 
     def _respond(self, stage: Stage, status: Status) -> None:
         self._pending = None
+        if stage is not NEGOTIATE and status in (S.DEFAULT, S.NOT_CHANGE):
+            # Response handlers see what goes on the wire: "no opinion" is a CONTINUE.
+            status = S.CONTINUE
         if self.signals.has_receivers(stage.response):
             for receiver in self.signals.receivers(stage.response, self):
                 try:

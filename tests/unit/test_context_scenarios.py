@@ -120,7 +120,7 @@ def test_feed_connect(
         context, "mx.example.net", SocketAddress(family, address, port)
     )
     # The response sees the handlers' status as is; its default handler maps DEFAULT to 'c'.
-    response.assert_called_once_with(context, Status.DEFAULT)
+    response.assert_called_once_with(context, Status.CONTINUE)
     assert context.state is State.CONNECT_REPLIED
     assert wire.data == C
 
@@ -204,7 +204,7 @@ def test_feed_unknown(mocker: MockerFixture) -> None:
     before = dict(context.macros)
     context.feed(packet(b"U", b"!\0"))
     handler.assert_called_once_with(context, "!")
-    response.assert_called_once_with(context, Status.DEFAULT)
+    response.assert_called_once_with(context, Status.CONTINUE)
     assert dict(context.macros) == before
     assert context.state is State.UNKNOWN_REPLIED
 
