@@ -33,7 +33,8 @@ MESSAGE = (
     b"\r\n"
     b"Hello Bob,\r\nthis message is recorded.\r\n"
 )
-NAMES = ["postfix-no-message.mkcap", "postfix-one-message.mkcap", "postfix-two-messages.mkcap", "postfix-reject-rcpt.mkcap"]
+NAMES = ["postfix-no-message.mkcap", "postfix-one-message.mkcap", "postfix-two-messages.mkcap",
+         "postfix-reject-rcpt.mkcap"]
 
 
 def message(n: int) -> bytes:
@@ -96,12 +97,12 @@ def main() -> int:
                                   ["closed@example.org", "bob@example.org"], message(4))
             assert "closed@example.org" in result["refused"], result
             postfix.wait_delivered(4)
-            files = wait_complete(out, 4)
+            files = wait_complete(out, 4)[:4]
     finally:
         for process in (capture, run):
             process.terminate()
             process.wait(10)
-    for source, name in zip(files, NAMES):
+    for source, name in zip(files, NAMES, strict=True):
         source.replace(HERE / name)
         print(f"recorded {name}")
     out.rmdir()
