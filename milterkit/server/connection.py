@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..context import ClientContext, StateError
 from ..protocol.errors import ProtocolError
@@ -44,17 +45,17 @@ class Connection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        self._started = self._loop.time()
+        self._started = time.monotonic()  # uvloop's loop.time() has only millisecond steps
 
     # -------------------------------------------------------------- transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's do not subclass asyncio.Transport, hence no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
         client = self.client
         context = client.create_context(self._write)
         self.context = context
-        context.peer = transport.get_extra_info("peername")
+        context.peer = self.transport.get_extra_info("peername")
         context.await_hook = self._await
         # Ours run after the Client's handlers (parent first), so theirs see an open transport.
         context.connect("finished", self._on_finished)
@@ -212,7 +213,7 @@ class Connection(asyncio.Protocol):
         log.info(
             "[%s] session ended (%s): %d message%s%s, %.3f s, peer %s",
             context.tag, self.reason, context.messages, "" if context.messages == 1 else "s",
-            f" ({verdicts})" if verdicts else "", self._loop.time() - self._started,
+            f" ({verdicts})" if verdicts else "", time.monotonic() - self._started,
             _peer(context.peer),
         )
 

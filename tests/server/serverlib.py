@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from milterkit.server import Client
 from milterkit.server._mta_driver import MTA, MTAError, Outcome, Step
+from milterkit.server.loop import run as run_loop
 
 __all__ = ["MTA", "MTAError", "Outcome", "Step", "run", "serving", "short_tmpdir"]
 
@@ -22,13 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
+#: The event loop the in-process tests run on: MILTERKIT_TEST_LOOP=uvloop runs them on uvloop.
+TEST_LOOP = os.environ.get("MILTERKIT_TEST_LOOP", "asyncio")
+
+
 def run(scenario: Awaitable[T], timeout: float = 30.0) -> T:
     """Run ``scenario`` on a new event loop; fail (not hang) after ``timeout`` seconds."""
 
     async def limited() -> T:
         return await asyncio.wait_for(scenario, timeout)
 
-    return asyncio.run(limited())
+    return run_loop(limited(), TEST_LOOP)
 
 
 @contextlib.contextmanager
