@@ -655,8 +655,13 @@ class ClientContext:
         self._set_state(stage.state)
         self._pending = stage
         self._negotiate_option = option
+        receivers = self._receivers(stage)
+        if not receivers:
+            # Nobody listens: no opinion, which is always valid. Skip the emission machinery.
+            self._respond(stage, S.CONTINUE)
+            return
         try:
-            status = self._run_handlers(stage, args, iter(self._receivers(stage)), S.DEFAULT)
+            status = self._run_handlers(stage, args, iter(receivers), S.DEFAULT)
             if status is _WAITING:
                 return
             status = self._check(stage, status)
@@ -727,6 +732,8 @@ class ClientContext:
 
     def _check(self, stage: Stage, status: Status) -> Status:
         """Refuse a status that is not valid for ``stage``, locally and clearly."""
+        if status in PASS:
+            return status  # "go on" is valid everywhere
         if status not in stage.allowed:
             valid = ", ".join(sorted(s.name for s in stage.allowed))
             raise StatusError(f"{status.name} is not a valid status for {stage.name} ({valid})")
