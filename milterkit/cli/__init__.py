@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "test-server": "test_server",
     "capture": "capture",
     "replay": "replay",
+    "test-client": "test_client",
 }
 
 
