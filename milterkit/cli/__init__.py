@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "capture": "capture",
     "replay": "replay",
     "test-client": "test_client",
+    "demo": "demo",
 }
 
 
