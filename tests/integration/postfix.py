@@ -24,6 +24,8 @@ Debian/Ubuntu ``postfix`` package (>= 3.4 for ``maillog_file``), the users
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
 import grp
@@ -35,8 +37,10 @@ import shutil
 import signal
 import smtplib
 import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +49,7 @@ from typing import TypedDict
 
 __all__ = [
     "Delivery",
+    "FakeDovecotAuth",
     "PostfixError",
     "PrivatePostfix",
     "SendResult",
@@ -105,20 +110,20 @@ class Delivery:
 # availability
 
 
+# Postfix commands get a minimal environment: no inherited MAIL_CONFIG (which
+# would point at another instance) and C locale for parseable output.
+_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "LC_ALL": "C"}
+
+
 def _run(
     argv: Sequence[str], *, timeout: float = 30.0, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run a Postfix command with a predictable environment."""
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C",
-        "LC_ALL": "C",
-    }
+    """Run a Postfix command; raise PostfixError with its output on failure."""
     proc = subprocess.run(
         list(argv),
         capture_output=True,
         text=True,
-        env=env,
+        env=_ENV,
         timeout=timeout,
         check=False,
     )
@@ -243,6 +248,67 @@ mv "$dir/tmp/$name.eml" "$dir/new/$name.eml"
 """
 
 
+class FakeDovecotAuth:
+    """Just enough of Dovecot's auth protocol (1.x) for smtpd's SASL, PLAIN only.
+
+    Postfix speaks this protocol itself (``smtpd_sasl_type = dovecot``), so a
+    real ``AUTH PLAIN`` works -- and the milter gets ``{auth_authen}``,
+    ``{auth_type}`` -- without cyrus saslauthd/sasldb or a Dovecot install.
+    Handshake: server sends VERSION/MECH/SPID/CUID/COOKIE/DONE, smtpd sends
+    VERSION/CPID, then ``AUTH <id> PLAIN service=smtp ... [resp=<b64>]`` is
+    answered with ``CONT <id>`` (no initial response), ``OK <id> user=...``
+    or ``FAIL <id>``.
+    """
+
+    def __init__(self, path: Path, users: Mapping[str, str]) -> None:
+        self.path = path
+        accounts = dict(users)
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(
+                    b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\n"
+                    b"COOKIE\t" + b"0" * 32 + b"\nDONE\n"
+                )
+                for line in self.rfile:
+                    fields = line.rstrip(b"\r\n").split(b"\t")
+                    if fields[0] == b"AUTH" and len(fields) >= 3:
+                        resp = [f[5:] for f in fields[3:] if f.startswith(b"resp=")]
+                        if resp:
+                            self._verdict(fields[1], resp[0])
+                        else:
+                            self.wfile.write(b"CONT\t" + fields[1] + b"\t\n")
+                    elif fields[0] == b"CONT" and len(fields) >= 3:
+                        self._verdict(fields[1], fields[2])
+
+            def _verdict(self, request_id: bytes, b64: bytes) -> None:
+                try:
+                    _authzid, user, password = base64.b64decode(b64).split(b"\0")
+                    ok = accounts.get(user.decode()) == password.decode()
+                except (ValueError, binascii.Error, UnicodeDecodeError):
+                    ok, user = False, b""
+                if ok:
+                    self.wfile.write(b"OK\t" + request_id + b"\tuser=" + user + b"\n")
+                else:
+                    self.wfile.write(b"FAIL\t" + request_id + b"\treason=bad credentials\n")
+
+        self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        self.server.daemon_threads = True
+        # smtpd (user postfix) connects to it
+        os.chmod(path, 0o666)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
 # ---------------------------------------------------------------------------
 # the instance
 
@@ -273,6 +339,7 @@ class PrivatePostfix:
         milter_content_timeout: float | str = 10,
         extra_main_cf: Mapping[str, str] | None = None,
         smtpd_options: Mapping[str, str] | None = None,
+        sasl_users: Mapping[str, str] | None = None,
         myhostname: str = "mx.example.org",
         mydomain: str = "example.org",
         start_timeout: float = 20.0,
@@ -285,8 +352,10 @@ class PrivatePostfix:
         ``extra_main_cf`` is applied last and overrides anything else (use it
         for ``milter_mail_macros``, ``milter_macro_daemon_name``, SASL ...).
         ``smtpd_options`` become ``-o name=value`` of the SMTP service in
-        master.cf.  ``keep`` keeps the directory after :meth:`stop` (default:
-        environment variable ``MILTERKIT_KEEP_POSTFIX`` set).
+        master.cf.  ``sasl_users`` (name -> password) enables SMTP AUTH PLAIN
+        against a :class:`FakeDovecotAuth`.  ``keep`` keeps the directory
+        after :meth:`stop` (default: environment variable
+        ``MILTERKIT_KEEP_POSTFIX`` set).
         """
         if milter_protocol not in (2, 3, 4, 6):
             raise ValueError(f"unsupported milter_protocol {milter_protocol}")
@@ -298,6 +367,8 @@ class PrivatePostfix:
         self.milter_content_timeout = _format_timeout(milter_content_timeout)
         self.extra_main_cf: dict[str, str] = dict(extra_main_cf or {})
         self.smtpd_options: dict[str, str] = dict(smtpd_options or {})
+        self.sasl_users: dict[str, str] | None = None if sasl_users is None else dict(sasl_users)
+        self._auth: FakeDovecotAuth | None = None
         self.myhostname = myhostname
         self.mydomain = mydomain
         self.start_timeout = start_timeout
@@ -305,7 +376,6 @@ class PrivatePostfix:
         self.host = "127.0.0.1"
         self.port = 0
         self._started = False
-        self._seen: set[str] = set()
         # Create the directory now so tests can put milter sockets in
         # socket_path() before the instance starts.
         self.root = Path(tempfile.mkdtemp(prefix="milterkit-postfix-"))
@@ -390,14 +460,18 @@ class PrivatePostfix:
             "milter_command_timeout": self.milter_command_timeout,
             "milter_content_timeout": self.milter_content_timeout,
         }
+        if self.sasl_users is not None:
+            cf.update(
+                smtpd_sasl_auth_enable="yes",
+                smtpd_sasl_type="dovecot",
+                smtpd_sasl_path=str(self.socket_path("dovecot-auth")),
+            )
         cf.update(self.extra_main_cf)
         return cf
 
     def master_cf(self) -> str:
         """The master.cf text: nothing chrooted, only the services we need."""
-        smtpd_opts = "".join(
-            f"\n  -o {name}={value}" for name, value in self.smtpd_options.items()
-        )
+        smtpd_opts = "".join(f"\n  -o {name}={value}" for name, value in self.smtpd_options.items())
         deliver = self.config_dir / "deliver.sh"
         # service type  private unpriv chroot wakeup maxproc command
         return f"""\
@@ -433,9 +507,13 @@ harness   unix  -       n       n       -       -       pipe
             lines.append(f"{name} = {value}")
         (self.config_dir / "main.cf").write_text("\n".join(lines) + "\n")
         (self.config_dir / "master.cf").write_text(self.master_cf())
-        (self.config_dir / "deliver.sh").write_text(
-            _DELIVER_SH.format(mail_dir=self.mail_dir)
-        )
+        (self.config_dir / "deliver.sh").write_text(_DELIVER_SH.format(mail_dir=self.mail_dir))
+        # Postfix (dict_load_file) re-reads a main.cf that was modified less
+        # than ~2 s ago until it "settles", sleeping 300 ms per round: that
+        # made every start take 2.4 s.  Backdate the files instead.
+        past = time.time() - 60
+        for name in ("main.cf", "master.cf"):
+            os.utime(self.config_dir / name, (past, past))
         # The queue directory must be root-owned; post-install
         # create-missing (run by "postfix start") creates its subdirectories
         # with the right owners (postfix, postdrop).
@@ -461,34 +539,41 @@ harness   unix  -       n       n       -       -       pipe
         self.stop()
 
     def _postfix(self, *args: str, timeout: float = 30.0, check: bool = True) -> str:
-        proc = _run(
-            [POSTFIX, "-c", str(self.config_dir), *args], timeout=timeout, check=check
-        )
+        proc = _run([POSTFIX, "-c", str(self.config_dir), *args], timeout=timeout, check=check)
         return proc.stdout + proc.stderr
 
     def start(self, attempts: int = 3) -> PrivatePostfix:
         """Write the configuration, start Postfix, wait for the SMTP port.
 
         The port comes from binding port 0 and closing it; if someone else
-        grabs it before master binds it, start again on a new port.
+        grabs it before master binds it, start again on a new port.  On
+        failure everything is cleaned up (as by :meth:`stop`) and
+        :class:`PostfixError` carries the tail of Postfix's log.  An instance
+        is single-use: :meth:`stop` removes its directory.
         """
         if self._started:
             raise PostfixError("already started")
-        last_error: Exception | None = None
-        for _ in range(attempts):
-            self.port = free_port(self.host)
-            self._write_config()
-            try:
-                self._start_once()
-            except PostfixError as err:
-                last_error = err
-                self._kill_leftovers()
-                if "Address already in use" in str(err):
-                    continue
-                raise
-            self._started = True
-            return self
-        raise PostfixError(f"could not start Postfix: {last_error}")
+        if not self.root.exists():
+            raise PostfixError("a stopped PrivatePostfix cannot be restarted; create a new one")
+        try:
+            if self.sasl_users is not None and self._auth is None:
+                self._auth = FakeDovecotAuth(self.socket_path("dovecot-auth"), self.sasl_users)
+            for attempt in range(1, attempts + 1):
+                self.port = free_port(self.host)
+                self._write_config()
+                try:
+                    self._start_once()
+                except PostfixError as err:
+                    self._kill_leftovers()
+                    if "Address already in use" in str(err) and attempt < attempts:
+                        continue
+                    raise
+                self._started = True
+                return self
+            raise AssertionError("unreachable")
+        except BaseException:
+            self.stop()
+            raise
 
     def _start_once(self) -> None:
         try:
@@ -537,6 +622,9 @@ harness   unix  -       n       n       -       -       pipe
             self._kill_leftovers()
         finally:
             self._started = False
+            if self._auth is not None:
+                self._auth.close()
+                self._auth = None
             if not self.keep:
                 shutil.rmtree(self.root, ignore_errors=True)
 
@@ -557,9 +645,7 @@ harness   unix  -       n       n       -       -       pipe
 
     # -- SMTP --------------------------------------------------------------
 
-    def connect(
-        self, helo: str = "client.example.net", timeout: float = 30.0
-    ) -> smtplib.SMTP:
+    def connect(self, helo: str = "client.example.net", timeout: float = 30.0) -> smtplib.SMTP:
         """An smtplib connection to the instance, after EHLO.
 
         For sessions a single :meth:`send` cannot express (several messages,
@@ -627,7 +713,7 @@ harness   unix  -       n       n       -       -       pipe
     # -- deliveries ----------------------------------------------------------
 
     def deliveries(self) -> list[Delivery]:
-        """All messages delivered so far, oldest first."""
+        """All messages delivered so far, in delivery order (not send order)."""
         result: list[Delivery] = []
         new = self.mail_dir / "new"
         for path in sorted(new.glob("*.eml")):
@@ -643,6 +729,11 @@ harness   unix  -       n       n       -       -       pipe
                 )
             )
         return result
+
+    def clear_deliveries(self) -> None:
+        """Forget delivered messages (for an instance shared by several tests)."""
+        for path in (self.mail_dir / "new").iterdir():
+            path.unlink()
 
     def wait_deliveries(self, count: int = 1, timeout: float = 10.0) -> list[Delivery]:
         """Wait until at least ``count`` messages were delivered."""
@@ -686,11 +777,16 @@ harness   unix  -       n       n       -       -       pipe
                 return held
             time.sleep(0.05)
 
+    def release(self, queue_id: str) -> None:
+        """Release a held message (``postsuper -H``) so it gets delivered."""
+        _run([POSTSUPER, "-c", str(self.config_dir), "-H", queue_id], timeout=15)
+
     def queue_message(self, queue_id: str) -> bytes:
         """Header and body of a queued message (``postcat -bh -q``)."""
         proc = subprocess.run(
             [POSTCAT, "-c", str(self.config_dir), "-bh", "-q", queue_id],
             capture_output=True,
+            env=_ENV,
             timeout=15,
             check=False,
         )
