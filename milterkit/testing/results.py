@@ -125,7 +125,8 @@ class MessageOutcome:
 
     @property
     def text(self) -> str | None:
-        """The text of :attr:`reply` without codes, lines joined with ``\\n``."""
+        """The text of :attr:`reply` without codes, lines joined with ``\\n``, ``%%`` read as
+        ``%`` (as both MTAs print it)."""
         if not self.reply:
             return None
         lines = []
@@ -134,7 +135,7 @@ class MessageOutcome:
             rest = line[4:]
             if xcode and rest.startswith(xcode):
                 rest = rest[len(xcode) + 1 :]
-            lines.append(rest)
+            lines.append(rest.replace("%%", "%"))
         return "\n".join(lines)
 
     @property

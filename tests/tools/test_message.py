@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from milterkit import Status
 from milterkit.protocol import replies as rep
 from milterkit.testing import Message, parse_message
 from milterkit.testing.report import message_diff, status_line
@@ -47,5 +48,6 @@ def test_diff_and_status_line() -> None:
     lines = message_diff(before, after)
     assert lines[lines.index("Header:------------------------------") + 1:] == [
         "  Subject: hi", "+ X: y", "Body:------------------------------", "  a", "- b", "+ c"]
-    outcome = MessageOutcome(before, after, reply="550-5.7.1 one\r\n550 5.7.1 two%%")
-    assert status_line(outcome) == "status: pass [550]<5.7.1>(one / two%%)"
+    outcome = MessageOutcome(before, after, status=Status.REJECT,
+                             reply="550-5.7.1 one\r\n550 5.7.1 100%% sure")
+    assert status_line(outcome) == "status: reject [550]<5.7.1>(one / 100% sure)"
