@@ -30,22 +30,25 @@ class InProcess:
     """Sessions against one filter without sockets.
 
     ``target`` is a ``setup(client)`` function, a file or module defining one, a
-    :class:`~milterkit.server.client.Client`, or a :data:`ContextFactory`-style callable when
-    ``factory=True``. ``server_options`` go to every :class:`ServerContext` (``profile``,
-    ``version``, ``connection``, ``macros``, ``timeouts`` …). ``tap`` sees every write of
-    either side, as a capture of the wire would.
+    :class:`~milterkit.server.client.Client`; or, instead, ``context_factory(write)`` making
+    the ClientContext (a subclass with ``do_*`` methods, say). ``server_options`` go to every
+    :class:`ServerContext` (``profile``, ``version``, ``connection``, ``macros``,
+    ``timeouts`` …). ``tap`` sees every write of either side, as a capture of the wire would.
     """
 
-    def __init__(self, target: Target | ContextFactory, *, factory: bool = False,
+    def __init__(self, target: Target | None = None, *,
+                 context_factory: ContextFactory | None = None,
                  tap: Callable[[str, bytes], object] | None = None,
                  **server_options: Any) -> None:
         self.client: Client | None = None
-        if factory:
-            self._factory: ContextFactory = target  # type: ignore[assignment]
-        else:
-            client = load_client(target)  # type: ignore[arg-type]
+        if context_factory is not None:
+            self._factory: ContextFactory = context_factory
+        elif target is not None:
+            client = load_client(target)
             self.client = client
             self._factory = client.create_context
+        else:
+            raise TypeError("InProcess needs a target or a context_factory")
         self.server_options = server_options
         #: Called with ``("mta", bytes)`` and ``("milter", bytes)`` for every write, in order.
         self.tap = tap

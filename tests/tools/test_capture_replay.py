@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from milterkit import Client
+from milterkit import Client, ClientContext
 from milterkit.protocol import commands as cmd
 from milterkit.protocol import replies as rep
 from milterkit.testing import Message, run_session_async
@@ -36,7 +36,7 @@ CAPTURES = sorted(DATA.glob("postfix-*.mkcap"))
 CAPTURE_FILTER = str(DATA / "capture_filter.py")
 
 
-def filter_factory(target: str) -> Callable[..., object]:
+def filter_factory(target: str) -> Callable[[Callable[[bytes], object]], ClientContext]:
     from milterkit.testing.target import load_client
 
     return load_client(target).create_context

@@ -38,7 +38,7 @@ MESSAGE = Message.build(
 )
 
 
-def wire(setup: Callable[[Client], Any], messages: Any = MESSAGE,
+def wire(setup: Callable[[Client], Any] | Client, messages: Any = MESSAGE,
          **options: Any) -> tuple[list[cmd.AnyCommand], list[rep.AnyReply], Any]:
     """Run a session and decode both directions of the wire."""
     mta, milter = PacketDecoder(), PacketDecoder()
@@ -468,7 +468,7 @@ def test_milter_hanging_up_mid_session_is_an_error() -> None:
 def test_idle_server_sends_queued_messages_one_by_one() -> None:
     to_milter = bytearray()
     server = ServerContext(to_milter.extend)
-    context = ClientContext(lambda data: server.receive(data))
+    context = ClientContext(server.receive)
     server.start()
     while to_milter:
         data = bytes(to_milter)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from milterkit import Client
 from milterkit.testing import InProcess, Message, Submission
 from milterkit.tools.event_printer import setup_printer
 
@@ -14,7 +15,11 @@ from milterkit.tools.event_printer import setup_printer
 def test_every_event_is_printed_with_its_macros() -> None:
     lines: list[str] = []
     message = Message.build(headers=[("Subject", "hi")], body="hello\n")
-    result = InProcess(lambda client: setup_printer(client, lines.append)).run(
+
+    def setup(client: Client) -> None:
+        setup_printer(client, lines.append)
+
+    result = InProcess(setup).run(
         [Submission(message, unknown="XYZZY")], macros={"M": {"{auth_authen}": "alice"}})
     assert result.last.verdict == "pass" and not result.last.modifications
     assert lines[0].startswith("negotiate: version=<6>, action=<add-headers|change-body|")
