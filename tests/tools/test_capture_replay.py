@@ -7,6 +7,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,10 +164,9 @@ def test_capture_command_runs_as_a_proxy(
         [sys.executable, "-m", "milterkit", "capture", "-l", f"unix:{tmp_path}/p.sock",
          "-u", milter.spec, "-o", str(out), "--log-level", "warning"])
     try:
-        waited = 0.0
-        while not (tmp_path / "p.sock").exists() and waited < 15:
-            asyncio.run(asyncio.sleep(0.05))
-            waited += 0.05
+        deadline = time.monotonic() + 15
+        while not (tmp_path / "p.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         done = subprocess.run(
             [sys.executable, "-m", "milterkit", "test-server", "-s", f"unix:{tmp_path}/p.sock"],
             capture_output=True, text=True, timeout=30)
