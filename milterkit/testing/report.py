@@ -2,7 +2,8 @@
 
 ``status: reject [550]<5.7.1>(Command rejected)``, ``elapsed-time: 0.00136 seconds``,
 ``Quarantine reason: …``, and a diff of the message before and after the milter (``Envelope:``,
-``Header:``, ``Body:`` sections whose lines start with two spaces, ``- `` or ``+ ``).
+``Header:``, ``Body:`` sections whose lines start with two spaces, or with ``-`` or ``+`` and a
+space).
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ def message_diff(before: Message, after: Message, *, color: bool = False) -> lis
 
 
 def diff_lines(old: Sequence[str], new: Sequence[str], *, color: bool = False) -> list[str]:
-    """``  `` for kept entries, ``- `` removed, ``+ `` added; an entry with embedded newlines
-    (a folded header) prints one line per physical line, all with its prefix."""
+    """Two spaces before kept entries, ``-`` and a space before removed ones, ``+`` and a space
+    before added ones; an entry with embedded newlines (a folded header) prints one line per
+    physical line, all with its prefix."""
     return [_paint(prefix, line, color) for prefix, line in _diff(old, new)]
 
 
