@@ -1,0 +1,15 @@
+-- examples/async_lookup.py: a coroutine handler answers each recipient when its lookup is done.
+dofile(LIBDIR .. "/lib.lua")
+
+run("async_lookup", function()
+    local conn = open_milter()
+    ok(mt.rcptto(conn, "<alice@example.com>"), "rcpt alice")
+    expect_reply(conn, SMFIR_CONTINUE, "known recipient")
+    ok(mt.rcptto(conn, "<mallory@example.com>"), "rcpt mallory")
+    expect_reply(conn, SMFIR_REPLYCODE, "unknown recipient")
+    ok(mt.rcptto(conn, "<BOB@example.com>"), "rcpt BOB")
+    expect_reply(conn, SMFIR_CONTINUE, "known recipient, upper case")
+    ok(mt.eom(conn), "eom")
+    expect_reply(conn, SMFIR_CONTINUE, "eom")
+    mt.disconnect(conn)
+end)

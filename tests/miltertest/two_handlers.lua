@@ -1,0 +1,17 @@
+-- examples/two_handlers.py: two plugins, two headers.
+dofile(LIBDIR .. "/lib.lua")
+
+run("two_handlers", function()
+    local conn = open_milter()
+    ok(mt.rcptto(conn, "<bob@example.org>"), "rcpt 1")
+    expect_reply(conn, SMFIR_CONTINUE, "rcpt 1")
+    ok(mt.rcptto(conn, "<carol@example.org>"), "rcpt 2")
+    expect_reply(conn, SMFIR_CONTINUE, "rcpt 2")
+    ok(mt.bodystring(conn, "0123456789"), "body")
+    expect_reply(conn, SMFIR_CONTINUE, "body")
+    ok(mt.eom(conn), "eom")
+    expect_reply(conn, SMFIR_CONTINUE, "eom")
+    check(mt.eom_check(conn, MT_HDRADD, "X-Body-Size", "10"), "X-Body-Size: 10 missing")
+    check(mt.eom_check(conn, MT_HDRADD, "X-Recipients", "2"), "X-Recipients: 2 missing")
+    mt.disconnect(conn)
+end)
