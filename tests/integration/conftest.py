@@ -1,69 +1,23 @@
-"""Skip -- or, in CI, fail -- the tests that need Postfix or miltertest when they are missing.
-
-A test marked ``postfix`` or ``miltertest`` runs only where the real program is installed. On a
-developer's machine without it the test is skipped with the command that installs it; with
-``MILTERKIT_REQUIRE_POSTFIX=1`` in the environment (``.ci/run`` sets it) it fails instead, so CI
-can never pass by skipping the real-MTA tests.
-"""
+"""Real-MTA tests: skip without Postfix/miltertest, fail instead in CI (see availability.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-# The helpers next to this file (postfix.py, milterproc.py) are imported by plain name whatever
-# pytest's import mode is.
+# The helpers next to this file (postfix.py, milterproc.py, stack.py...) are imported by plain
+# name whatever pytest's import mode is.
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from postfix import postfix_available  # noqa: E402
-
-INSTALL = "apt-get update && apt-get install -y postfix miltertest (or .ci/install-postfix.sh)"
-REQUIRE_VARIABLE = "MILTERKIT_REQUIRE_POSTFIX"
-
-
-def required() -> bool:
-    """Whether a missing Postfix/miltertest is an error here (CI) rather than a skip."""
-    return os.environ.get(REQUIRE_VARIABLE, "") not in ("", "0")
-
-
-def need(ok: bool, reason: str) -> None:
-    """Skip the running test (or fail it when :func:`required`) unless ``ok``."""
-    if ok:
-        return
-    message = f"{reason}; install: {INSTALL}"
-    if required():
-        pytest.fail(f"{message} ({REQUIRE_VARIABLE}=1 forbids skipping)", pytrace=False)
-    pytest.skip(message)
-
-
-def miltertest_available() -> tuple[bool, str]:
-    """Is OpenDKIM's ``miltertest`` on PATH?  Returns (ok, reason)."""
-    path = shutil.which("miltertest")
-    if path is None:
-        return False, "miltertest not found"
-    return True, path
-
-
-_CHECKS = {"postfix": postfix_available, "miltertest": miltertest_available}
-_RESULTS: dict[str, tuple[bool, str]] = {}
+from availability import check_markers  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Check the programs a test's markers ask for, before its fixtures start anything.
-
-    ``tryfirst`` so that, in CI, this fails a test before a module's own ``skipif`` could skip it.
-    """
-    for marker, check in _CHECKS.items():
-        if item.get_closest_marker(marker) is None:
-            continue
-        if marker not in _RESULTS:
-            _RESULTS[marker] = check()
-        ok, reason = _RESULTS[marker]
-        need(ok, f"{marker} is not usable ({reason})")
+    """Before a marked test's fixtures start anything, and before a module's own ``skipif``
+    could skip it (``tryfirst``), so that CI fails instead."""
+    check_markers(item)

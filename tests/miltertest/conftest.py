@@ -1,22 +1,21 @@
-"""The miltertest scripts reuse the integration tests' rule: skip without the program, fail
-instead when ``MILTERKIT_REQUIRE_POSTFIX=1`` (CI). The hook is loaded from
-``tests/integration/conftest.py`` so the rule lives in one place."""
+"""The miltertest scripts follow the integration tests' rule: skip without the program, fail
+instead when ``MILTERKIT_REQUIRE_POSTFIX=1`` (CI); see tests/integration/availability.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
-INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
-if str(INTEGRATION) not in sys.path:
-    sys.path.insert(0, str(INTEGRATION))
+import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "milterkit_integration_conftest", INTEGRATION / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_rules = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_rules)
+_INTEGRATION = str(Path(__file__).resolve().parents[1] / "integration")
+if _INTEGRATION not in sys.path:
+    sys.path.insert(0, _INTEGRATION)
 
-pytest_runtest_setup = _rules.pytest_runtest_setup
+from availability import check_markers  # noqa: E402
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Check for miltertest before the test starts a milter."""
+    check_markers(item)
