@@ -98,21 +98,34 @@ def test_async_lookup_forms(name: str) -> None:
 
 
 def test_async_lookups_run_concurrently() -> None:
-    # Twenty connections each wait LOOKUP_DELAY; served one after another that would take
-    # 20 * 0.05 s = 1 s. Concurrently, about one delay.
+    # The pretend directory answers only once all twenty lookups are waiting on it at the same
+    # time: served one after another, the sessions would never finish (and the test would time
+    # out instead of passing).
+    setup = _setup("async_lookup")
+    count = 20
+    waiting: list[int] = []
+    everyone = asyncio.Event()
+
+    async def lookup(address: str) -> bool:
+        waiting.append(1)
+        if len(waiting) == count:
+            everyone.set()
+        await everyone.wait()
+        return address in {"bob@example.com"}
+
+    setup.__globals__["lookup"] = lookup  # type: ignore[attr-defined]
     with short_tmpdir() as tmp:
         spec = f"unix:{tmp}/m.sock"
 
-        async def scenario() -> float:
-            async with serving(spec, _setup("async_lookup")):
-                loop = asyncio.get_running_loop()
-                begun = loop.time()
-                await asyncio.gather(*(
-                    session(spec, recipients=("<bob@example.com>",)) for _ in range(20)
+        async def scenario() -> list[list[Outcome]]:
+            async with serving(spec, setup):
+                return await asyncio.gather(*(
+                    session(spec, recipients=("<bob@example.com>",)) for _ in range(count)
                 ))
-                return loop.time() - begun
 
-        assert run(scenario()) < 0.8
+        results = run(scenario(), timeout=10)
+    assert len(waiting) == count
+    assert all(outcomes[0].verdict == Continue() for outcomes in results)
 
 
 def test_two_handlers_on_one_signal() -> None:
