@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,35 @@ async def _load(spec: str, connections: int, messages: int) -> tuple[float, list
     return seconds, latencies, errors
 
 
+_DriverResult = tuple[float, float, list[float], int]
+
+
+def _driver(spec: str, connections: int, messages: int, start_at: float) -> _DriverResult:
+    # One driver process: waits for a common start time so the processes load the server
+    # together, then reports wall-clock start and end for the aggregate rate.
+    delay = start_at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    begun = time.time()
+    _, latencies, errors = asyncio.run(_load(spec, connections, messages))
+    return begun, time.time(), latencies, errors
+
+
+
+def _drive(
+    spec: str, connections: int, messages: int, drivers: int
+) -> tuple[float, list[float], int]:
+    if drivers == 1:
+        return asyncio.run(_load(spec, connections, messages))
+    shares = [connections // drivers + (i < connections % drivers) for i in range(drivers)]
+    start_at = time.time() + 0.5
+    with ProcessPoolExecutor(drivers, mp_context=multiprocessing.get_context("fork")) as pool:
+        results = list(pool.map(_driver, [spec] * drivers, shares, [messages] * drivers,
+                                [start_at] * drivers))
+    seconds = max(r[1] for r in results) - min(r[0] for r in results)
+    return seconds, [lat for r in results for lat in r[2]], sum(r[3] for r in results)
+
+
 def _wait_listening(spec: str, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,7 +155,7 @@ def _free_port() -> int:
 
 def bench(
     target: str, transport: str, workers: int, connections: int, messages: int, loop: str,
-    warmup: int,
+    warmup: int, drivers: int = 1,
 ) -> Result:
     """Start the server, warm it up, measure one load, stop it."""
     tmp = tempfile.mkdtemp(prefix="mk-bench-")
@@ -136,7 +167,7 @@ def bench(
         _wait_listening(spec, process)
         if warmup:
             asyncio.run(_load(spec, min(connections, 10), warmup))
-        seconds, latencies, errors = asyncio.run(_load(spec, connections, messages))
+        seconds, latencies, errors = _drive(spec, connections, messages, drivers)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -163,17 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                         help="the server's event loop (default auto)")
+    parser.add_argument("--drivers", type=int, default=1,
+                        help="driver processes sharing the connections (default 1)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="messages per connection before measuring (default 2)")
     args = parser.parse_args(argv)
     print(f"# {args.connections} connections x {args.messages} messages, "
           f"{len(BODY)}-byte body, {len(HEADERS)} headers, target {args.target}, "
+          f"loop {args.loop}, {args.drivers} driver process(es), "
           f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     print(HEADER)
     for transport in args.transports:
         for workers in args.workers:
             result = bench(args.target, transport, workers, args.connections, args.messages,
-                           args.loop, args.warmup)
+                           args.loop, args.warmup, args.drivers)
             print(result.line(), flush=True)
     return 0
 
