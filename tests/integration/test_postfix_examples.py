@@ -7,12 +7,16 @@ an SMTP client is told and what Postfix delivers.
 
 from __future__ import annotations
 
+import grp
+import os
 import smtplib
+import stat
 import time
 from collections.abc import Iterator
 
 import pytest
-from milterproc import EXAMPLES, FILTERS
+from milterproc import EXAMPLES, FILTERS, MilterProcess
+from postfix import PrivatePostfix
 from stack import Stack, session
 
 pytestmark = pytest.mark.postfix
@@ -94,6 +98,34 @@ def test_add_header_two_messages_one_connection(any_stack: Stack) -> None:
     for result in (first, second):
         data, _ = deliveries_for(any_stack, result.queue_id)
         assert headers(data).count(b"X-Milterkit: yes") == 1
+
+
+def test_socket_in_queue_directory_by_relative_path() -> None:
+    """The layout docs/postfix.rst recommends: the socket in a root:postfix 0750 directory
+    under Postfix's queue directory, group postfix, mode 0660, named relative to the queue
+    directory in main.cf -- which works whether or not smtpd runs chrooted there."""
+    pf = PrivatePostfix(smtpd_milters="unix:milterkit/milter.sock")
+    directory = pf.queue_dir / "milterkit"
+    directory.mkdir(parents=True)
+    pf.queue_dir.chmod(0o755)
+    os.chown(directory, 0, grp.getgrnam("postfix").gr_gid)
+    directory.chmod(0o750)
+    milter = MilterProcess(EXAMPLES / "add_header.py", f"unix:{directory / 'milter.sock'}",
+                           ["--socket-group", "postfix", "--socket-mode", "0660"])
+    try:
+        milter.start()
+        info = os.stat(directory / "milter.sock")
+        assert stat.S_IMODE(info.st_mode) == 0o660
+        assert info.st_gid == grp.getgrnam("postfix").gr_gid
+        pf.start()
+        result = session(pf, message=MESSAGE)
+        (data,) = pf.wait_delivered(1, timeout=10)
+        assert result.queue_id is not None
+        assert headers(data)[-1] == b"X-Milterkit: yes"
+    finally:
+        print("\n".join(pf.log_lines()), milter.log())
+        pf.stop()
+        milter.close()
 
 
 def test_milter_restarts_between_messages(stack: Stack) -> None:
