@@ -352,6 +352,23 @@ def test_macros_postfix_sends(stack: Stack) -> None:
     assert b"R {rcpt_addr}=[bob@example.org]" in seen
 
 
+def test_macro_lists_requested_by_the_filter(stack: Stack) -> None:
+    """A list the milter asks for at negotiation replaces main.cf's list for that stage."""
+    env = {"SCRIPTED_MACROS": "connect={client_addr} {client_port};envelope-from={mail_addr}"}
+    with stack.serving(SCRIPTED, env=env):
+        result = session(stack.pf, message=message(do(["report"])))
+    data, _, _ = delivered(stack, result.queue_id)
+    seen = {line.split(b" ", 1)[1] for line in header_block(data)
+            if line.startswith(b"X-Seen-Macro: ")}
+    connect = {macro for macro in seen if macro.startswith(b"C ")}
+    assert {macro.split(b"=")[0] for macro in connect} == {b"C {client_addr}", b"C {client_port}"}
+    assert b"C {client_addr}=[127.0.0.1]" in connect
+    mail = {macro.split(b"=")[0] for macro in seen if macro.startswith(b"M ")}
+    assert mail == {b"M {mail_addr}"}
+    # stages the filter did not ask for keep main.cf's lists
+    assert f"E i=[{result.queue_id}]".encode() in seen
+
+
 def test_two_messages_on_one_smtp_connection(stack: Stack) -> None:
     with stack.pf.connect() as smtp:
         first = session(stack.pf, smtp=smtp, message=message(do(["report"]), subject="one"))

@@ -14,7 +14,9 @@ methods, same arguments), ``replace_body [size]`` (a body of ``size`` bytes from
 what the filter received: every header value in brackets, the macros per stage, the number of
 the message on this milter connection).
 
-``SCRIPTED_LEADING_SPACE=1`` in the environment makes it negotiate HEADER_LEADING_SPACE.
+``SCRIPTED_LEADING_SPACE=1`` in the environment makes it negotiate HEADER_LEADING_SPACE;
+``SCRIPTED_MACROS="connect={client_addr} {client_port};envelope-from=i"`` makes it ask for its
+own macro lists.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def _plan_message(context: ClientContext, stage: str, text: str) -> Status | Non
 def on_negotiate(context: ClientContext, option: Option, requests: MacrosRequests) -> None:
     if os.environ.get("SCRIPTED_LEADING_SPACE") == "1":
         option.protocol |= ProtocolFlag.HEADER_LEADING_SPACE
+    for part in filter(None, os.environ.get("SCRIPTED_MACROS", "").split(";")):
+        stage, _, names = part.partition("=")
+        requests.set_symbols(stage, *names.split())
 
 
 def on_define_macro(context: ClientContext, stage: str, macros: dict[str, str]) -> None:
