@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
 #: How many tests examples/testing/test_filters.py holds (parametrized ones counted per MTA).
 EXAMPLE_TESTS = 20
@@ -49,14 +50,18 @@ def test_the_example_tests_catch_broken_filters(tmp_path: Path) -> None:
     ], done.stdout
 
 
-def test_drive_servercontext_prints_each_outcome() -> None:
+def run_drive_servercontext() -> list[str]:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "testing" / "drive_servercontext.py")],
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_drive_servercontext_prints_each_outcome() -> None:
+    lines = run_drive_servercontext()
     assert lines[0] == "-- part 1: ServerContext as sendmail, by hand"
     expected = [
         "  timeouts: command 10.0 s, body 60.0 s (a driver arms them; none here)",
@@ -87,3 +92,17 @@ def test_drive_servercontext_prints_each_outcome() -> None:
     assert re.fullmatch(r"    modification: AddHeader\(name='X-Checked', "
                         r"value='queue id \w+'\)", header), header
     assert lines[-1].startswith("  silent, check=False:")
+
+
+def test_docs_show_what_drive_servercontext_prints() -> None:
+    page = (DOCS / "testing.rst").read_text()
+    # The code-block after "It prints:": its options paragraph, then its body.
+    block = page.split("It prints:\n\n.. code-block:: text\n\n", 1)[1]
+    shown = block.split("\n\n", 1)[0]
+    assert shown.splitlines() == ["   " + line for line in run_drive_servercontext()]
+
+
+def test_docs_include_both_examples() -> None:
+    page = (DOCS / "testing.rst").read_text()
+    for name in ("filters.py", "test_filters.py", "drive_servercontext.py"):
+        assert f".. literalinclude:: ../examples/testing/{name}\n" in page, name
