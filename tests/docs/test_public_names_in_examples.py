@@ -1,0 +1,37 @@
+"""Every public name of the top-level ``milterkit`` package is shown in an example: each name of
+``milterkit.__all__`` occurs, as a whole word, in some file under ``examples/``, either bare (as
+imported from milterkit) or as ``milterkit.NAME``; ``Status.SKIP`` does not count for ``SKIP``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import milterkit
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def uses(name: str, text: str) -> bool:
+    """Whether ``name`` occurs as a word not qualified by anything but ``milterkit.``."""
+    pattern = rf"(?:(?<![\w.])|(?<=\bmilterkit\.)){re.escape(name)}\b"
+    return re.search(pattern, text) is not None
+
+
+def example_text() -> str:
+    return "\n".join(path.read_text() for path in sorted(EXAMPLES.rglob("*.py")))
+
+
+def test_every_public_name_is_used_in_an_example() -> None:
+    text = example_text()
+    missing = [name for name in milterkit.__all__ if not uses(name, text)]
+    assert missing == []
+
+
+def test_the_check_sees_a_missing_name() -> None:
+    # Neither a longer name containing the name nor another namespace's attribute counts.
+    text = "TEMPORARY_FAILURE_X = 1\nmy_format_reply()\nStatus.SKIP\nnotmilterkit.ACCEPT\n"
+    for name in ("TEMPORARY_FAILURE", "format_reply", "SKIP", "ACCEPT"):
+        assert not uses(name, text), name
+    assert uses("__version__", "print(milterkit.__version__)")
+    assert uses("SKIP", "from milterkit import SKIP")
