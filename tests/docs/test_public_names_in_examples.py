@@ -1,20 +1,26 @@
-"""Every public name of the top-level ``milterkit`` package is shown in an example: each name of
-``milterkit.__all__`` occurs, as a whole word, in some file under ``examples/``, either bare (as
-imported from milterkit) or as ``milterkit.NAME``; ``Status.SKIP`` does not count for ``SKIP``."""
+"""Every public name is shown in an example: each name of ``milterkit.__all__`` occurs, as a whole
+word, in some file under ``examples/``, either bare (as imported from milterkit) or as
+``milterkit.NAME``; ``Status.SKIP`` does not count for ``SKIP``. The same holds for the public
+names of ``milterkit.server`` and ``milterkit.testing`` (bare, or qualified by their package)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
 import milterkit
+import milterkit.server
+import milterkit.testing
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def uses(name: str, text: str) -> bool:
-    """Whether ``name`` occurs as a word not qualified by anything but ``milterkit.``."""
-    pattern = rf"(?:(?<![\w.])|(?<=\bmilterkit\.)){re.escape(name)}\b"
+def uses(name: str, text: str, package: str = "milterkit") -> bool:
+    """Whether ``name`` occurs as a word not qualified by anything but ``package.``."""
+    qualifier = re.escape(package + ".")
+    pattern = rf"(?:(?<![\w.])|(?<=\b{qualifier})){re.escape(name)}\b"
     return re.search(pattern, text) is not None
 
 
@@ -22,9 +28,12 @@ def example_text() -> str:
     return "\n".join(path.read_text() for path in sorted(EXAMPLES.rglob("*.py")))
 
 
-def test_every_public_name_is_used_in_an_example() -> None:
+@pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing])
+def test_every_public_name_is_used_in_an_example(package: object) -> None:
     text = example_text()
-    missing = [name for name in milterkit.__all__ if not uses(name, text)]
+    name_of_package: str = getattr(package, "__name__")
+    names: list[str] = getattr(package, "__all__")
+    missing = [name for name in names if not uses(name, text, name_of_package)]
     assert missing == []
 
 
