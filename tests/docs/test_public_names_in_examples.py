@@ -6,6 +6,7 @@ names of ``milterkit.server`` and ``milterkit.testing`` (bare, or qualified by t
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,10 @@ def example_text() -> str:
 
 
 @pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing])
-def test_every_public_name_is_used_in_an_example(package: object) -> None:
+def test_every_public_name_is_used_in_an_example(package: types.ModuleType) -> None:
     text = example_text()
-    name_of_package: str = getattr(package, "__name__")
-    names: list[str] = getattr(package, "__all__")
+    name_of_package = package.__name__
+    names: list[str] = package.__all__
     missing = [name for name in names if not uses(name, text, name_of_package)]
     assert missing == []
 
