@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
-from postfix import PrivatePostfix  # type: ignore[import-not-found]  # noqa: E402
+from postfix import PrivatePostfix  # noqa: E402
 
 from milterkit.tools.capture_format import MILTER_CLOSED, MTA_CLOSED, read_capture  # noqa: E402
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from serverlib import MTA, run, serving, session, short_tmpdir
 
-from milterkit import ClientContext, ProtocolFlag, State, Status
+from milterkit import ActionFlag, ClientContext, ProtocolFlag, State, Status
 from milterkit.protocol import commands as cmd
 from milterkit.protocol.replies import (
     Accept,
@@ -292,7 +292,7 @@ def test_protocol_error_closes_only_that_connection(caplog: pytest.LogCaptureFix
             await bad.negotiate()
             await bad.connect()
             await bad.step(cmd.Mail("<a@b>"))
-            bad_tag = max(c.context.tag for c in client.connections)
+            bad_tag = max(c.context.tag for c in client.connections if c.context is not None)
             bad.send_nowait(b"\x00\x00\x00\x00")  # a zero-length packet
             assert await bad.at_eof()
             # The other connection is still served, and new ones are accepted.
@@ -316,7 +316,7 @@ def test_max_connections_holds_accept_without_blocking_the_loop() -> None:
             first, second, third = [await MTA.open(client.address_spec) for _ in range(3)]
             assert isinstance(await first.negotiate(), NegotiateReply)
             assert isinstance(await second.negotiate(), NegotiateReply)
-            third.send_nowait(cmd.Negotiate(6, 0x1FF, 0x1FFFFF))
+            third.send_nowait(cmd.Negotiate(6, ActionFlag(0x1FF), ProtocolFlag(0x1FFFFF)))
             third.timeout = 0.3
             with pytest.raises(asyncio.TimeoutError):
                 await third.read_reply()  # waits in the backlog, unanswered

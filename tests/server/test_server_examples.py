@@ -113,7 +113,7 @@ def test_async_lookups_run_concurrently() -> None:
         await everyone.wait()
         return address in {"bob@example.com"}
 
-    setup.__globals__["lookup"] = lookup  # type: ignore[attr-defined]
+    setup.__globals__["lookup"] = lookup
     with short_tmpdir() as tmp:
         spec = f"unix:{tmp}/m.sock"
 
