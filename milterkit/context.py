@@ -452,12 +452,11 @@ class ClientContext:
 
     def _process(self, command: bytes, payload: bytes) -> None:
         decoded = cmd.decode_command(command, payload)
-        handler = _HANDLERS[type(decoded)]
-        if self.offer is None and not isinstance(decoded, (cmd.Negotiate, cmd.DefineMacro)):
+        if self.offer is None and command not in b"OD":
             raise UnexpectedCommand(
                 f"{type(decoded).__name__} command arrived before option negotiation", command
             )
-        handler(self, decoded)
+        _HANDLERS[command](self, decoded)
 
     def _fail(self, exc: ProtocolError) -> None:
         if self._finished:
@@ -788,20 +787,17 @@ class ClientContext:
 
     def _respond(self, stage: Stage, status: Status) -> None:
         self._pending = None
-        if stage is not NEGOTIATE and status in (S.DEFAULT, S.NOT_CHANGE):
+        if stage is not NEGOTIATE and (status is S.DEFAULT or status is S.NOT_CHANGE):
             # Response handlers see what goes on the wire: "no opinion" is a CONTINUE.
             status = S.CONTINUE
-        if self.signals.has_receivers(stage.response):
-            for receiver in self.signals.receivers(stage.response, self):
-                try:
-                    receiver(self, status)
-                except Exception:
-                    log.exception("[%s] handler of %r raised", self.tag, stage.response)
+        for receiver in self.signals.receivers(stage.response, self):
+            try:
+                receiver(self, status)
+            except Exception:
+                log.exception("[%s] handler of %r raised", self.tag, stage.response)
         if stage is NEGOTIATE:
             self._respond_negotiate(status)
             return
-        if status in (S.DEFAULT, S.NOT_CHANGE):
-            status = S.CONTINUE
         self.status = status
         self._set_state(stage.replied)
         if stage is END_OF_MESSAGE:
@@ -1120,20 +1116,21 @@ def _join_parameters(parameters: str | Iterable[str] | None) -> str | None:
     return text or None
 
 
-_HANDLERS: dict[type, Callable[[ClientContext, Any], None]] = {
-    cmd.Negotiate: ClientContext._on_negotiate,
-    cmd.DefineMacro: ClientContext._on_macro,
-    cmd.Connect: ClientContext._on_connect,
-    cmd.Helo: ClientContext._on_helo,
-    cmd.Mail: ClientContext._on_mail,
-    cmd.Rcpt: ClientContext._on_rcpt,
-    cmd.Data: ClientContext._on_data,
-    cmd.Header: ClientContext._on_header,
-    cmd.EndOfHeader: ClientContext._on_end_of_header,
-    cmd.Body: ClientContext._on_body,
-    cmd.EndOfMessage: ClientContext._on_end_of_message,
-    cmd.Abort: ClientContext._on_abort,
-    cmd.Quit: ClientContext._on_quit,
-    cmd.QuitNewConnection: ClientContext._on_quit_nc,
-    cmd.Unknown: ClientContext._on_unknown,
+# Command byte -> handler; decode_command has already refused any other byte.
+_HANDLERS: dict[bytes, Callable[[ClientContext, Any], None]] = {
+    b"O": ClientContext._on_negotiate,
+    b"D": ClientContext._on_macro,
+    b"C": ClientContext._on_connect,
+    b"H": ClientContext._on_helo,
+    b"M": ClientContext._on_mail,
+    b"R": ClientContext._on_rcpt,
+    b"T": ClientContext._on_data,
+    b"L": ClientContext._on_header,
+    b"N": ClientContext._on_end_of_header,
+    b"B": ClientContext._on_body,
+    b"E": ClientContext._on_end_of_message,
+    b"A": ClientContext._on_abort,
+    b"Q": ClientContext._on_quit,
+    b"K": ClientContext._on_quit_nc,
+    b"U": ClientContext._on_unknown,
 }

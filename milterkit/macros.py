@@ -39,7 +39,11 @@ class MacroTable(Mapping[str, str]):
 
     def define(self, stage: bytes, macros: Mapping[str, str]) -> None:
         """Replace the macros of ``stage`` (a command byte) with ``macros``."""
-        self._stages[stage[0]] = {normalize_name(k): v for k, v in macros.items()}
+        # Postfix names most macros with braces; strip them inline (this runs per D packet).
+        self._stages[stage[0]] = {
+            (k[1:-1] if k[:1] == "{" and k[-1:] == "}" and len(k) > 2 else k): v
+            for k, v in macros.items()
+        }
 
     def clear_after(self, command: bytes) -> None:
         """Forget the stages ``command`` supersedes (C, H, M and R clear every later stage)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar
 
 from .constants import ActionFlag, ProtocolFlag
@@ -329,6 +330,7 @@ _EOH = EndOfHeader()
 _ABORT = Abort()
 _QUIT = Quit()
 _QUIT_NC = QuitNewConnection()
+_NO_MACROS: Mapping[str, str] = MappingProxyType({})
 
 
 def _decode_negotiate(payload: bytes) -> Negotiate:
@@ -350,6 +352,8 @@ def _decode_macro(payload: bytes) -> DefineMacro:
     if not payload:
         raise EmptyPayload("MACRO packet has no payload (a stage byte is required)", b"D")
     stage = payload[0:1]
+    if len(payload) == 1 and stage[0] in MACRO_COMMANDS:
+        return DefineMacro(stage, _NO_MACROS)  # Postfix sends these for empty lists
     if stage[0] not in MACRO_COMMANDS:
         raise MalformedStage(f"MACRO packet names an unknown stage {stage!r}", b"D")
     rest = payload[1:]
