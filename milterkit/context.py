@@ -666,8 +666,15 @@ class ClientContext:
             status = self._check(stage, status)
         except Exception as exc:
             status = self._on_handler_error(stage, exc)
-        if status is not S.PROGRESS:
-            self._respond(stage, status)
+        if status is S.PROGRESS:
+            return
+        if self._pending is not stage:
+            # A handler already answered with respond() (or the session ended): one reply only.
+            if not self._finished:
+                log.warning("[%s] %s was answered by respond() and also returned %s; the "
+                            "second answer is dropped", self.tag, stage.name, status.name)
+            return
+        self._respond(stage, status)
 
     def _run_handlers(
         self, stage: Stage, args: tuple[Any, ...], receivers: Iterator[Callable[..., Any]],

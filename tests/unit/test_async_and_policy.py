@@ -26,7 +26,8 @@ from unitlib import (
 )
 
 from milterkit import ClientContext, State, StateError, Status
-from milterkit.protocol import ProtocolFlag
+from milterkit.protocol import ActionFlag, ProtocolFlag
+from milterkit.protocol import commands as cmd
 
 CONNECT = packet(b"C", b"client.example\x004\x00\x19192.0.2.7\0")
 HELO = packet(b"H", b"client.example\0")
@@ -405,3 +406,22 @@ def test_nothing_is_written_for_a_no_reply_stage() -> None:
 def test_exception_policy_is_validated() -> None:
     with pytest.raises(ValueError, match="exception_policy must be"):
         ClientContext(lambda data: None, exception_policy=Status.DISCARD)
+
+
+def test_a_handler_that_responds_and_returns_a_status_writes_one_reply() -> None:
+    # respond() inside the handler answers the stage; the status it then returns must not
+    # produce a second reply (the MTA would take it as the answer to its next command).
+    written: list[bytes] = []
+    context = ClientContext(written.append)
+
+    def answer_now(ctx: ClientContext, hostname: str, address: object) -> Status:
+        ctx.respond("connect", Status.REJECT)
+        return Status.CONTINUE
+
+    context.connect("connect", answer_now)
+    context.feed(
+        cmd.Negotiate(6, ActionFlag.ALL, ProtocolFlag.ALL).to_bytes()
+        + cmd.Connect("client.example", cmd.SocketAddress("4", "192.0.2.1", 25)).to_bytes()
+        + cmd.Helo("client.example").to_bytes()
+    )
+    assert written[1:] == [b"\x00\x00\x00\x01r", b"\x00\x00\x00\x01c"]
