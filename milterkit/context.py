@@ -780,6 +780,8 @@ class ClientContext:
         self._notify("error", exc)
         if stage is NEGOTIATE:
             return S.CONTINUE
+        if self._pending is not stage:
+            return policy  # the stage was answered already; leave the next stage's state alone
         self._reply = None
         if policy in (S.REJECT, S.TEMPORARY_FAILURE) and self.exception_reply:
             if self.exception_reply[0] == ("5" if policy is S.REJECT else "4"):
