@@ -626,7 +626,7 @@ class ServerContext:
         if self._early(outcome, status, "envelope-from"):
             return "verdict"
         accepted: list[Recipient] = []
-        for recipient in message.recipients:
+        for index, recipient in enumerate(message.recipients):
             self._recipient = recipient
             status = yield from self._event(
                 RCPT, cmd.Rcpt(recipient.address, recipient.parameters), extra
@@ -639,6 +639,8 @@ class ServerContext:
                 )
                 continue
             if self._early(outcome, status, "envelope-recipient"):
+                # Recipients refused earlier stay refused; after ACCEPT the rest go unfiltered.
+                outcome.message.recipients = accepted + list(message.recipients[index:])
                 return "verdict"
             accepted.append(recipient)
             if self._queue_id is None:

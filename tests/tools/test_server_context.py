@@ -483,3 +483,19 @@ def test_idle_server_sends_queued_messages_one_by_one() -> None:
         context.feed(data)
     assert server.finished and context.finished
     assert server.result.last.verdict == "pass"
+
+
+def test_accept_at_a_recipient_keeps_earlier_refusals() -> None:
+    def setup(client: Client) -> None:
+        @client.on("envelope-recipient")
+        def rcpt(context: ClientContext, address: str) -> Status | None:
+            if "bob" in address:
+                return context.reject("550", "5.1.1", "No such user")
+            return S.ACCEPT if "carol" in address else None
+
+    message = Message.build(recipients=["bob@example.org", "carol@example.org", "dave@x.org"])
+    outcome = run_in_process(setup, message).last
+    assert (outcome.status, outcome.stage) == (S.ACCEPT, "envelope-recipient")
+    # bob was refused at RCPT; carol accepted the message, so dave goes through unfiltered.
+    assert outcome.message.recipient_addresses == ["<carol@example.org>", "<dave@x.org>"]
+    assert outcome.delivered
