@@ -216,6 +216,8 @@ class ServerContext:
         self.steps = P.NONE
         self.macro_lists: dict[str, tuple[str, ...]] = {}
         self._shutdown = False
+        #: A ``421`` reply: the MTA ends the SMTP session after this message.
+        self._hangup = False
         self._last_reply: str | None = None
         self._verdict_stage = "connect"
 
@@ -439,7 +441,7 @@ class ServerContext:
         assert isinstance(reply, NegotiateReply)
         self._check_negotiation(reply)
         verdict = yield from self._connection()
-        while True:
+        while not self._hangup:
             while not self._queue and not self._closing:
                 yield _IDLE
             if not self._queue:
@@ -535,6 +537,9 @@ class ServerContext:
                 self._outcome.shutdown = True
         if isinstance(reply, ReplyText):
             self._last_reply = reply.text
+            # protocol.md 1.8: both MTAs close the SMTP session on a 421, so no later message
+            # reaches the milter (the connection then ends as after the last message).
+            self._hangup = self._hangup or reply.text.startswith("421")
         return status_of(reply)
 
     def _send_macros(self, step: Step, extra: Mapping[str, Mapping[str, str]]) -> None:

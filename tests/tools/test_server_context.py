@@ -499,3 +499,15 @@ def test_accept_at_a_recipient_keeps_earlier_refusals() -> None:
     # bob was refused at RCPT; carol accepted the message, so dave goes through unfiltered.
     assert outcome.message.recipient_addresses == ["<carol@example.org>", "<dave@x.org>"]
     assert outcome.delivered
+
+
+@pytest.mark.parametrize("stage", ["connect", "envelope-from", "end-of-message"])
+def test_a_421_reply_ends_the_smtp_session(stage: str) -> None:
+    setup = verdict_at(stage, S.TEMPORARY_FAILURE, ("421", "4.7.0", "Closing"))
+    commands, _, result = wire(setup, [MESSAGE, MESSAGE])
+    # The SMTP client is disconnected: the second message never reaches the milter.
+    assert codes(commands).count("M") == (0 if stage == "connect" else 1)
+    assert len(result.messages) == (0 if stage == "connect" else 1)
+    if stage != "connect":
+        assert result.last.reply == "421 4.7.0 Closing" and result.last.stage == stage
+        assert codes(commands).endswith("AQ")
