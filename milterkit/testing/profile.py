@@ -57,6 +57,8 @@ class Profile:
     #: Default macro names per command byte (``C H M R T N E U``), in the MTA's order.
     macro_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     chunk_size: int = CHUNK_SIZE
+    #: Whether ``4`` (shutdown) is a verdict (Postfix: 421 and disconnect) or bogus (Sendmail).
+    takes_shutdown: bool = True
 
 
 POSTFIX = Profile(
@@ -94,6 +96,7 @@ SENDMAIL = Profile(
     refuse_extra_steps=True,
     quit_after_connection_verdict=True,
     queue_id_at_mail=True,
+    takes_shutdown=False,
     macro_names={
         "C": ("j", "_", "{daemon_name}", "{if_name}", "{if_addr}"),
         "H": ("{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}"),

@@ -397,8 +397,11 @@ class ServerContext:
         if isinstance(reply, Skip):
             if stage != "body":
                 raise self._violation(f"at {stage}; SKIP is portable only for body chunks", reply)
-            if not self.steps & P.SKIP:
+            # Negotiated means offered and requested (Postfix tolerates unoffered steps).
+            if not self.steps & self.offer.protocol & P.SKIP:
                 raise self._violation("but the SKIP step was not negotiated", reply)
+        if isinstance(reply, Shutdown) and not self.profile.takes_shutdown:
+            raise self._violation(f"at {stage}; {self.profile.name} takes no shutdown", reply)
         if isinstance(reply, ReplyText):
             check_reply_text(reply)
         if stage in ("connect", "helo") and status_of(reply) is S.DISCARD:

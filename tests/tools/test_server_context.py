@@ -511,3 +511,28 @@ def test_a_421_reply_ends_the_smtp_session(stage: str) -> None:
     if stage != "connect":
         assert result.last.reply == "421 4.7.0 Closing" and result.last.stage == stage
         assert codes(commands).endswith("AQ")
+
+
+def test_shutdown_is_a_postfix_verdict_and_a_sendmail_error() -> None:
+    server, _ = negotiated()
+    server.receive(rep.Shutdown().to_bytes())
+    assert server.result.connection_verdict is S.TEMPORARY_FAILURE and server.result.ok
+    server, _ = negotiated(profile="sendmail")
+    with pytest.raises(MilterProtocolViolation, match="shutdown"):
+        server.receive(rep.Shutdown().to_bytes())
+
+
+def test_skip_needs_the_step_offered_and_requested() -> None:
+    steps = P.NO_CONNECT | P.NO_HELO | P.NO_ENVELOPE_FROM | P.NO_ENVELOPE_RECIPIENT | P.NO_DATA
+    steps |= P.NO_HEADERS | P.NO_END_OF_HEADER | P.NO_UNKNOWN | P.SKIP
+    for version, allowed in ((6, True), (4, False)):  # version 4 offers no SKIP
+        server = ServerContext(lambda data: None, version=version)
+        server.run([Submission(Message.build(), chunks=[b"a", b"b"])])
+        server.receive(rep.NegotiateReply(version, ActionFlag.NONE, steps).to_bytes())
+        assert server.awaiting == "body"
+        if allowed:
+            server.receive(rep.Skip().to_bytes())
+            assert server.awaiting == "end-of-message"
+        else:
+            with pytest.raises(MilterProtocolViolation, match="SKIP step was not negotiated"):
+                server.receive(rep.Skip().to_bytes())
