@@ -123,15 +123,22 @@ class CaptureProxy:
                       exc or type(exc).__name__)
             mta_writer.close()
             return
-        with CaptureWriter(path, meta) as capture:
-            await asyncio.gather(
-                _pump(mta_reader, milter_writer, capture, FROM_MTA, MTA_CLOSED),
-                _pump(milter_reader, mta_writer, capture, FROM_MILTER, MILTER_CLOSED),
-            )
-        for writer in (mta_writer, milter_writer):
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+        try:
+            with CaptureWriter(path, meta) as capture:
+                await asyncio.gather(
+                    _pump(mta_reader, milter_writer, capture, FROM_MTA, MTA_CLOSED),
+                    _pump(milter_reader, mta_writer, capture, FROM_MILTER, MILTER_CLOSED),
+                )
+        except OSError as exc:
+            # A proxy that cannot record is no use, and a peer left connected would wait
+            # forever: hang up on both (the finally below) and say why.
+            log.error("capture #%d: cannot write %s: %s", number, path, exc)
+            return
+        finally:
+            for writer in (mta_writer, milter_writer):
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
         self.captures.append(path)
         log.info("capture #%d written to %s", number, path)
         if self.on_connection is not None:

@@ -265,3 +265,33 @@ def test_replay_waits_for_coroutine_handlers() -> None:
     rcpt = next(s for s in result.steps if isinstance(s.command, cmd.Rcpt))
     assert rcpt.replies == [rep.Continue()]
 
+
+
+def test_proxy_closes_both_sides_when_it_cannot_record(tmp_path: Path) -> None:
+    """The output directory vanished: no capture can be written, so the proxy must hang up
+    on both peers rather than leave them waiting on a connection it will never serve."""
+
+    async def scenario() -> tuple[bytes, bytes]:
+        upstream_saw: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            upstream_saw.set_result(await reader.read())  # returns at the proxy's EOF
+            writer.close()
+
+        upstream = await asyncio.start_unix_server(handle, str(tmp_path / "up.sock"))
+        proxy = CaptureProxy(f"unix:{tmp_path}/proxy.sock", f"unix:{tmp_path}/up.sock",
+                             tmp_path / "out")
+        await proxy.start()
+        (tmp_path / "out").rmdir()
+        reader, writer = await asyncio.open_unix_connection(str(tmp_path / "proxy.sock"))
+        writer.write(b"\x00\x00\x00\x01Q")
+        got = await asyncio.wait_for(reader.read(), 10)
+        seen = await asyncio.wait_for(upstream_saw, 10)
+        writer.close()
+        await asyncio.wait_for(proxy.close(), 10)
+        upstream.close()
+        await upstream.wait_closed()
+        return got, seen
+
+    got, seen = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert got == b"" and seen == b""
