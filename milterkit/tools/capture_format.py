@@ -100,12 +100,20 @@ class CaptureWriter:
     def __init__(self, path: str | Path, meta: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._file: BinaryIO = open(self.path, "xb")  # closed by close()
-        self._file.write(encode_header({"created": time.time(), **(meta or {})}))
+        # Record times are the wall clock at creation plus monotonic time since, so a clock
+        # step (NTP, DST on a badly set host) can never make them run backwards.
+        self._created = time.time()
+        self._origin = time.monotonic()
+        self._file.write(encode_header({"created": self._created, **(meta or {})}))
         self._file.flush()
 
+    def now(self) -> float:
+        """The time a record made now gets: seconds since the epoch, never decreasing."""
+        return self._created + (time.monotonic() - self._origin)
+
     def record(self, kind: bytes, data: bytes = b"", when: float | None = None) -> None:
-        """Append a record (``when`` defaults to now)."""
-        self._file.write(encode_record(kind, time.time() if when is None else when, data))
+        """Append a record (``when`` defaults to :meth:`now`)."""
+        self._file.write(encode_record(kind, self.now() if when is None else when, data))
         self._file.flush()
 
     def close(self) -> None:
