@@ -69,16 +69,25 @@ class ReplayResult:
         return self.recorded is not None and not self.differences and self.error is None
 
 
-def _packets(capture: Capture) -> list[tuple[float, bytes, bytes]]:
-    """The MTA's packets with the time of the record that completed each."""
+def _packets(
+    capture: Capture,
+) -> tuple[list[tuple[float, bytes, bytes]], ProtocolError | None]:
+    """The MTA's packets with the time of the record that completed each, and the framing
+    error (garbage, or a stream cut inside a packet) that ended them, if any: the packets
+    before a break are still worth replaying."""
     decoder = PacketDecoder(0x7FFFFFFE)
     found: list[tuple[float, bytes, bytes]] = []
     for record in capture.records:
         if record.kind == FROM_MTA:
             found.extend((record.time, c, p) for c, p in decoder.decode(record.data))
     if decoder.error is not None:
-        raise decoder.error
-    return found
+        assert isinstance(decoder.error, ProtocolError)
+        return found, decoder.error
+    try:
+        decoder.end()
+    except ProtocolError as exc:
+        return found, exc
+    return found, None
 
 
 def recorded_replies(capture: Capture) -> tuple[list[AnyReply], str | None]:
@@ -147,11 +156,7 @@ async def replay_async(
             context.connect(name, _notification_recorder(name, note))
 
     start = capture.start
-    try:
-        packets = _packets(capture)
-    except ProtocolError as exc:
-        result.error = exc
-        packets = []
+    packets, stream_error = _packets(capture)
     for number, (when, code, payload) in enumerate(packets, 1):
         try:
             command: AnyCommand | None = decode_command(code, payload)
@@ -178,8 +183,10 @@ async def replay_async(
         step.replies = written[before:]
         if result.error is not None:
             break
-    if result.error is None and not context.finished:
-        context.connection_lost()
+    if result.error is None:
+        if not context.finished:
+            context.connection_lost()
+        result.error = stream_error
     result.replayed = written
     if result.recorded is not None:
         result.differences = _compare(result)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from milterkit import Client, ClientContext
+from milterkit.protocol import PacketDecoder, encode_packet
 from milterkit.protocol import commands as cmd
 from milterkit.protocol import replies as rep
 from milterkit.testing import Message, run_session_async
@@ -310,3 +311,18 @@ def test_proxy_closes_both_sides_when_it_cannot_record(tmp_path: Path) -> None:
 
     got, seen = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert got == b"" and seen == b""
+
+
+@pytest.mark.parametrize("tail, match", [
+    (b"\x00\x00\x00\x00garbage", "length 0"),
+    (cmd.Mail("<a@example.com>").to_bytes()[:-2], "stream ended inside a packet"),
+    (b"\x00\x00", "inside a length prefix"),
+])
+def test_replay_shows_the_packets_before_garbage_or_a_cut(tail: bytes, match: str) -> None:
+    whole = read_capture(DATA / "postfix-two-messages.mkcap").mta_bytes
+    packets = PacketDecoder(1 << 20).decode(whole)[:6]  # O D C D H D
+    head = b"".join(encode_packet(code, payload) for code, payload in packets)
+    result = replay(parse_capture(head + tail))
+    assert len(result.steps) == 6 and result.steps[4].command == cmd.Helo("client.example.net")
+    assert result.error is not None and match in str(result.error)
+    assert trace_lines(result)[-1] == f"error: {result.error}"
