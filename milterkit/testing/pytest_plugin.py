@@ -16,7 +16,7 @@ Assertion helpers live in :mod:`milterkit.testing.assertions` (``assert_verdict`
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +47,7 @@ class MilterProcess:
         self.target = target
         self.spec = spec
         self._log = tempfile.TemporaryFile()
+        self._final_output = ""
         command = [sys.executable, "-m", "milterkit", "run", target, "--listen", spec, *args]
         self.process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
@@ -54,7 +55,9 @@ class MilterProcess:
 
     @property
     def output(self) -> str:
-        """What the process printed so far (its log)."""
+        """What the process printed so far (its log; all of it once stopped)."""
+        if self._log.closed:
+            return self._final_output
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace")
 
@@ -71,7 +74,7 @@ class MilterProcess:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self.stop()  # closes the log: its text was kept by stop()
                     raise TimeoutError(
                         f"milterkit run did not listen on {self.spec} within {timeout} s:\n"
                         f"{self.output}"
@@ -93,7 +96,9 @@ class MilterProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
-        self._log.close()
+        if not self._log.closed:
+            self._final_output = self.output
+            self._log.close()
         return self.process.returncode
 
 
@@ -152,12 +157,15 @@ def milter_server() -> Iterator[Callable[..., MilterProcess]]:
         process.wait_ready()
         return process
 
-    yield start
-    for process in started:
-        process.stop()
-    for name in os.listdir(directory):
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
+    try:
+        yield start
+    finally:
+        try:
+            for process in started:
+                process.stop()
+        finally:
+            # Whatever a milter left there (sockets, files), the directory goes.
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -114,3 +114,17 @@ def test_assertion_messages_say_what_happened(milter: Milter,
         assert_header_added(result, "X-Other", "no")
     with pytest.raises(AssertionError, match="not quarantined"):
         assert_quarantined(result)
+
+
+def test_a_milter_that_never_listens_is_stopped_and_its_log_shown(tmp_path: Path) -> None:
+    slow = tmp_path / "slow_setup.py"
+    slow.write_text("import time\n\n\ndef setup(client):\n"
+                    "    print('setting up slowly', flush=True)\n    time.sleep(30)\n")
+    process = MilterProcess(str(slow), f"unix:{tmp_path}/never.sock")
+    try:
+        with pytest.raises(TimeoutError, match="did not listen") as caught:
+            process.wait_ready(timeout=3.0)
+        assert process.process.poll() is not None  # stopped, not left running
+        assert "setting up slowly" in str(caught.value)
+    finally:
+        process.stop()
