@@ -68,11 +68,9 @@ def test_format_round_trip_and_raw_streams(tmp_path: Path) -> None:
 def test_record_times_never_run_backwards(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # The wall clock cannot be stepped back in a test, so it is replaced by one that is.
-    import milterkit.tools.capture_format as capture_format
-
     with CaptureWriter(tmp_path / "c.mkcap") as writer:
         steps = iter([1000.0, 900.0, 800.0])
-        monkeypatch.setattr(capture_format.time, "time", lambda: next(steps))
+        monkeypatch.setattr(time, "time", lambda: next(steps))
         for _ in range(3):
             writer.record(FROM_MTA, b"x")
         monkeypatch.undo()
