@@ -69,7 +69,8 @@ async def run_demo(out: Callable[[str], object] = print, color: bool = False) ->
             out(f"A demo milter is listening on {spec}; playing Postfix against it.")
             result = await run_session_async(
                 spec, [message for _, message in MESSAGES], check=False)
-    for (title, _), outcome in zip(MESSAGES, result.messages, strict=True):
+    # Not strict: a session that failed partway has fewer outcomes, and its error is told below.
+    for (title, _), outcome in zip(MESSAGES, result.messages):  # noqa: B905
         out("")
         out(f"=== {title}")
         for line in outcome_report(outcome, show_message=True, color=color):
