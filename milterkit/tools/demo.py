@@ -70,7 +70,7 @@ async def run_demo(out: Callable[[str], object] = print, color: bool = False) ->
             result = await run_session_async(
                 spec, [message for _, message in MESSAGES], check=False)
     # Not strict: a session that failed partway has fewer outcomes, and its error is told below.
-    for (title, _), outcome in zip(MESSAGES, result.messages):  # noqa: B905
+    for (title, _), outcome in zip(MESSAGES, result.messages, strict=False):
         out("")
         out(f"=== {title}")
         for line in outcome_report(outcome, show_message=True, color=color):
