@@ -128,8 +128,8 @@ def _bind_unix(
 def remove_stale_socket(path: str) -> None:
     """Remove a unix socket left by a dead server at ``path``.
 
-    Only a socket is removed, and only if nobody answers on it: any other file, or a socket a
-    live server listens on, raises :class:`ListenError` instead.
+    Only a socket is removed, and only if connecting to it is refused: any other file, or a
+    socket a live (even busy) server listens on, raises :class:`ListenError` instead.
     """
     try:
         st = os.lstat(path)
@@ -146,7 +146,12 @@ def remove_stale_socket(path: str) -> None:
     except (ConnectionRefusedError, FileNotFoundError):
         pass  # nobody listens: it is stale
     except OSError as exc:
-        log.debug("probing %s: %s; treating it as stale", path, exc)
+        # EAGAIN is a live server with a full backlog, EACCES one we may not talk to: only a
+        # refused connection proves the socket dead.
+        raise ListenError(
+            exc.errno or errno.EADDRINUSE,
+            f"{path}: cannot tell whether a server listens on it ({exc}); it may be in use",
+        ) from exc
     else:
         raise ListenError(errno.EADDRINUSE, f"{path}: another server is listening on it")
     finally:

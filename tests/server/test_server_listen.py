@@ -170,3 +170,32 @@ def test_backlog_is_passed_to_listen() -> None:
             s.close()
         listener.close()
     assert refused >= 4
+
+
+def test_busy_live_socket_is_not_taken_for_stale() -> None:
+    # A live server whose backlog is full answers a probe with EAGAIN, not ECONNREFUSED: its
+    # socket must stay, or a second instance would steal the path from a server under load.
+    with short_tmpdir() as tmp:
+        path = str(tmp / "m.sock")
+        busy = socket.socket(socket.AF_UNIX)
+        busy.bind(path)
+        busy.listen(0)
+        waiting = []
+        try:
+            for _ in range(8):  # fill the backlog; nobody accepts
+                client = socket.socket(socket.AF_UNIX)
+                client.setblocking(False)
+                waiting.append(client)
+                try:
+                    client.connect(path)
+                except BlockingIOError:
+                    break
+            else:
+                pytest.skip("the unix backlog never filled up")
+            with pytest.raises(ListenError, match="may be in use"):
+                remove_stale_socket(path)
+            assert stat.S_ISSOCK(os.lstat(path).st_mode)
+        finally:
+            for client in waiting:
+                client.close()
+            busy.close()
