@@ -47,7 +47,7 @@ class Listener:
         self.sock.close()
         if unlink and self.path is not None and self.inode is not None:
             try:
-                st = os.stat(self.path)
+                st = os.lstat(self.path)  # a symlink is never the file we created
             except OSError:
                 return
             if (st.st_dev, st.st_ino) == self.inode and stat.S_ISSOCK(st.st_mode):

@@ -199,3 +199,13 @@ def test_busy_live_socket_is_not_taken_for_stale() -> None:
             for client in waiting:
                 client.close()
             busy.close()
+
+
+def test_close_never_removes_a_symlink_to_our_socket() -> None:
+    with short_tmpdir() as tmp:
+        path = str(tmp / "m.sock")
+        listener = bind(parse_spec(path))
+        os.rename(path, tmp / "moved.sock")
+        os.symlink(tmp / "moved.sock", path)  # not our file, though it leads to our socket
+        listener.close()
+        assert os.path.islink(path)
