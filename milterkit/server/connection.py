@@ -107,7 +107,10 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
 
     def close(self, reason: str) -> None:
-        """Close after flushing what is written; the session ends (``finished``) when it is lost."""
+        """Close after flushing what is written; the session ends (``finished``) when it is lost.
+
+        If the MTA reads nothing for a whole inactivity timeout meanwhile, the close is aborted.
+        """
         if self.reason is None:
             self.reason = reason
         if self.transport is not None and not self.transport.is_closing():
@@ -145,10 +148,19 @@ class Connection(asyncio.Protocol):
         self._timer = None
         context = self.context
         assert context is not None
+        assert self.transport is not None
+        if self.transport.is_closing():
+            # A close has waited a whole timeout for the MTA to read what we wrote: drop it,
+            # or a peer that never reads would keep the connection for ever.
+            log.info("[%s] the peer read nothing for %g s while we closed: aborting",
+                     context.tag, self._timeout)
+            self.abort("timeout")
+            return
         log.info("[%s] no activity for %g s: timing out", context.tag, self._timeout)
         self.reason = "timeout"
         context.handle_timeout()
-        self.close(self.reason)
+        # Abort, not close: anything still queued has gone unread for the whole timeout.
+        self.abort(self.reason)
 
     # -------------------------------------------------------------- coroutine handlers
 
