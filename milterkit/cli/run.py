@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     setup(client)
     try:
         client.run(workers=args.workers, loop=args.loop)
-    except (ListenError, RuntimeError) as exc:
+    except (ListenError, SpecError, RuntimeError) as exc:  # SpecError: a host that won't resolve
         log.error("%s", exc)
         return 1
     return 0

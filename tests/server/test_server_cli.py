@@ -62,6 +62,10 @@ def test_bad_target_and_spec_are_clear_errors() -> None:
     assert result.returncode == 2 and "defines no nothing(client)" in result.stderr
     result = _milterkit("run", "examples/add_header.py", "-l", "tcp:25")
     assert result.returncode == 2 and "protocol must be" in result.stderr
+    # A host that does not resolve is found only when binding: still one clear line.
+    result = _milterkit("run", "examples/add_header.py", "-l", "inet:0@no-such-host.invalid")
+    assert result.returncode == 1 and "cannot resolve host 'no-such-host.invalid'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_a_file_then_sigterm() -> None:
