@@ -2,8 +2,14 @@
 workers that all accept on them, restarts a worker that dies, and drains them on SIGTERM.
 
 The master runs no event loop (forking a process with a running loop is unsafe); it waits on a
-self-pipe fed by ``signal.set_wakeup_fd``. Each worker watches a pipe from the master: EOF means
-the master is gone, and the worker shuts down rather than live on as an orphan.
+self-pipe fed by ``signal.set_wakeup_fd``. Each worker reads a pipe of its own from the master:
+``d`` asks it to drain, ``n`` to close its sessions at once, and EOF means the master is gone
+(the worker drains rather than live on as an orphan).
+
+Why a pipe and not a forwarded SIGTERM: Ctrl-C in a terminal and systemd's default
+``KillMode=control-group`` signal every worker as well as the master. A worker counts only the
+signals it receives (the first drains, a second closes at once), and a ``d`` from the master
+drains at most once, so a signal sent to the whole group is one request, never two.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Worker:
     started: float = 0.0
     backoff: float = 0.0
     restart_at: float | None = None
+    #: The master's end of this worker's pipe (see the module's docstring); -1 when closed.
+    pipe: int = -1
 
 
 class Supervisor:
@@ -55,7 +63,7 @@ class Supervisor:
         self.loop = loop
         self.workers = [Worker(i) for i in range(1, workers + 1)]
         self._stop_signal: int | None = None
-        self._lifeline: tuple[int, int] | None = None
+        self._hurry = False  # a second SIGTERM/SIGINT: workers close their sessions at once
         self._wakeup: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ master
@@ -64,7 +72,6 @@ class Supervisor:
         """Bind, fork, supervise; returns when every worker has exited after a stop signal."""
         client = self.client
         client.bind()
-        self._lifeline = os.pipe()
         wake_r, wake_w = self._wakeup = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -89,7 +96,9 @@ class Supervisor:
             signal.set_wakeup_fd(previous_fd)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            for fd in (*self._lifeline, wake_r, wake_w):
+            for worker in self.workers:
+                _close_pipe(worker)
+            for fd in (wake_r, wake_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
             for listener in client.listeners:
@@ -97,8 +106,11 @@ class Supervisor:
         log.info("master: all workers exited")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT) and self._stop_signal is None:
-            self._stop_signal = signum
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            if self._stop_signal is None:
+                self._stop_signal = signum
+            else:
+                self._hurry = True
         # SIGCHLD needs no work here: the wakeup fd ends the wait and _reap runs.
 
     def _wait(self, timeout: float | None) -> None:
@@ -126,6 +138,7 @@ class Supervisor:
             if worker is None:
                 continue
             worker.pid = 0
+            _close_pipe(worker)
             how = _describe_exit(status)
             if self._stop_signal is not None:
                 log.info("worker %d (pid %d) exited: %s", worker.id, pid, how)
@@ -155,11 +168,14 @@ class Supervisor:
     def _drain(self) -> None:
         for worker in self.workers:
             worker.restart_at = None
-            if worker.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGTERM)
+        self._tell(b"d")
+        hurried = False
         deadline = time.monotonic() + self.client.shutdown_timeout + 5.0
         while self._alive() and time.monotonic() < deadline:
+            if self._hurry and not hurried:
+                hurried = True
+                log.info("master: second signal: workers close their sessions now")
+                self._tell(b"n")
             self._reap()
             if self._alive():
                 assert self._wakeup is not None
@@ -177,29 +193,42 @@ class Supervisor:
                     os.waitpid(worker.pid, 0)
                 worker.pid = 0
 
+    def _tell(self, message: bytes) -> None:
+        for worker in self.workers:
+            if worker.pid and worker.pipe >= 0:
+                with contextlib.suppress(OSError):  # it died meanwhile: _reap will see it
+                    os.write(worker.pipe, message)
+
     def _spawn(self, worker: Worker) -> None:
+        _close_pipe(worker)
+        read_end, worker.pipe = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            self._worker_main(worker.id)
+            self._worker_main(worker.id, read_end)
+        os.close(read_end)
         worker.pid = pid
         worker.started = time.monotonic()
         log.info("worker %d started (pid %d)", worker.id, pid)
 
     # ------------------------------------------------------------------ worker
 
-    def _worker_main(self, worker_id: int) -> None:  # pragma: no cover - child process
+    def _worker_main(self, worker_id: int, pipe: int) -> None:  # pragma: no cover - child
         code = 1
         try:
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
-            assert self._lifeline is not None and self._wakeup is not None
-            for fd in (self._lifeline[1], *self._wakeup):
+            assert self._wakeup is not None
+            for fd in self._wakeup:
                 os.close(fd)
+            # Every worker's pipe to the master but our own read end: a worker holding another's
+            # write end would hide the master's death from it.
+            for worker in self.workers:
+                _close_pipe(worker)
             client = self.client
             client.worker_id = worker_id
             client.unlink_on_close = False  # the socket files belong to the master
-            run_loop(self._serve(self._lifeline[0]), self.loop)
+            run_loop(self._serve(pipe), self.loop)
             code = 0
         except BaseException:
             log.exception("worker %d failed", worker_id)
@@ -207,18 +236,50 @@ class Supervisor:
             logging.shutdown()
             os._exit(code)
 
-    async def _serve(self, lifeline: int) -> None:  # pragma: no cover - child process
+    async def _serve(self, pipe: int) -> None:  # pragma: no cover - child process
         client = self.client
         loop = asyncio.get_running_loop()
+        draining = False
+        signals = 0
 
-        def master_gone() -> None:
-            loop.remove_reader(lifeline)
-            log.error("worker %d: the master is gone; shutting down", client.worker_id)
-            client.request_shutdown()
+        def stop(now: bool) -> None:
+            # Client.shutdown drains on its first call and closes the sessions on the next.
+            nonlocal draining
+            if not draining:
+                draining = True
+                client.request_shutdown()
+            if now:
+                client.request_shutdown()
 
-        loop.add_reader(lifeline, master_gone)
-        client.install_signal_handlers()
+        def on_signal(signum: int) -> None:
+            nonlocal signals
+            signals += 1
+            log.info("worker %d: received %s", client.worker_id, signal.Signals(signum).name)
+            stop(now=signals > 1)
+
+        def on_message() -> None:
+            try:
+                data = os.read(pipe, 64)
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(pipe)
+                log.error("worker %d: the master is gone; shutting down", client.worker_id)
+                stop(now=False)
+                return
+            stop(now=b"n" in data)
+
+        loop.add_reader(pipe, on_message)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
         await client.serve_forever()
+
+
+def _close_pipe(worker: Worker) -> None:
+    if worker.pipe >= 0:
+        with contextlib.suppress(OSError):
+            os.close(worker.pipe)
+        worker.pipe = -1
 
 
 def _describe_exit(status: int) -> str:

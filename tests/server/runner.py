@@ -18,11 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class RunningServer:
     """``python -m milterkit run ARGS``; ``prefix`` replaces the interpreter command (for a
-    wrapper that sets up file descriptors and the environment, then execs)."""
+    wrapper that sets up file descriptors and the environment, then execs); ``new_session``
+    makes the server a process group of its own, for ``os.killpg``."""
 
     def __init__(
         self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
         pass_fds: Sequence[int] = (), prefix: Sequence[str] | None = None,
+        new_session: bool = False,
     ) -> None:
         self.log_file = tempfile.NamedTemporaryFile(prefix="mk-log-", suffix=".txt", delete=False)
         command = [*(prefix or [sys.executable]), "-m", "milterkit", "run", *args]
@@ -30,7 +32,7 @@ class RunningServer:
         environment.setdefault("PYTHONUNBUFFERED", "1")
         self.process = subprocess.Popen(
             command, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT, env=environment,
-            pass_fds=tuple(pass_fds),
+            pass_fds=tuple(pass_fds), start_new_session=new_session,
         )
 
     @property

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from runner import ROOT, RunningServer
-from serverlib import MTA, run, session, short_tmpdir
+from serverlib import MTA, MTAError, run, session, short_tmpdir
 
 from milterkit.protocol.replies import AddHeader, Continue
 from milterkit.server.listen import systemd_listeners
@@ -26,6 +30,7 @@ PID_FILTER = textwrap.dedent('''
     def setup(client):
         async def stamp(context, chunk):
             if DELAY:
+                print("stamp: sleeping", flush=True)
                 await asyncio.sleep(DELAY)
             context.add_header("X-Pid", str(os.getpid()))
         client.connect("end-of-message", stamp)
@@ -229,3 +234,116 @@ def test_systemd_listeners_checks_the_pid() -> None:
     assert systemd_listeners(env) == []
     assert env == {}  # unset, so children do not take the sockets for theirs
     assert systemd_listeners({}) == []
+
+
+async def _message_in_flight(server: RunningServer, path: str) -> tuple[MTA, asyncio.Future[Any]]:
+    """A session whose end-of-message handler is sleeping now (PID_FILTER with a delay)."""
+    mta = await MTA.open(path)
+    await mta.negotiate()
+    await mta.connect()
+    await mta.helo()
+    message = asyncio.ensure_future(mta.message())
+    await asyncio.to_thread(server.wait_for, "stamp: sleeping")
+    return mta, message
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_second_sigterm_closes_sessions_at_once(workers: str) -> None:
+    with short_tmpdir() as tmp:
+        (tmp / "pidfilter.py").write_text(PID_FILTER)
+        path = f"{tmp}/m.sock"
+        env = dict(os.environ, MK_TEST_DELAY="120")  # far longer than the test may take
+        with RunningServer([f"{tmp}/pidfilter.py", "-l", path, "-w", workers],
+                           env=env) as server:
+            server.wait_for("listening on")
+
+            async def scenario() -> None:
+                mta, message = await _message_in_flight(server, path)
+                mark = len(server.log)
+                server.process.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(server.wait_for, "shutting down: waiting", 15.0, mark)
+                server.process.send_signal(signal.SIGTERM)
+                with pytest.raises(MTAError):
+                    await message  # closed under it, not answered
+                await mta.close()
+
+            run(scenario())
+            assert server.process.wait(15) == 0
+            assert "shutting down now: closing 1 session(s)" in server.log
+
+
+def test_a_signal_to_the_whole_group_drains_workers_once() -> None:
+    # Ctrl-C in a terminal, or systemd's default KillMode=control-group, signal the master and
+    # every worker: the workers must drain, not take the master's request for a second signal.
+    with short_tmpdir() as tmp:
+        (tmp / "pidfilter.py").write_text(PID_FILTER)
+        path = f"{tmp}/m.sock"
+        env = dict(os.environ, MK_TEST_DELAY="0.8")
+        with RunningServer([f"{tmp}/pidfilter.py", "-l", path, "-w", "2"], env=env,
+                           new_session=True) as server:
+            server.wait_for(r"listening on.*\n(.|\n)*listening on")
+
+            async def scenario() -> None:
+                mta, message = await _message_in_flight(server, path)
+                os.killpg(server.process.pid, signal.SIGINT)
+                outcome = await message
+                assert outcome.verdict == Continue()
+                assert _pid_of(outcome.modifications[0]) != server.process.pid
+                mta.send_nowait(b"\x00\x00\x00\x01Q")
+                assert await mta.at_eof()
+                await mta.close()
+
+            run(scenario())
+            assert server.process.wait(15) == 0
+            assert "shutting down now" not in server.log
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (reaped, or a zombie left to an init that does not reap)."""
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_exit_when_the_master_dies() -> None:
+    with short_tmpdir() as tmp:
+        path = f"{tmp}/m.sock"
+        with RunningServer(["examples/add_header.py", "-l", path, "-w", "2"]) as server:
+            pids = [int(server.wait_for(rf"worker {n} started \(pid (\d+)\)").group(1))
+                    for n in (1, 2)]
+            server.wait_for(r"listening on.*\n(.|\n)*listening on")
+            server.process.kill()  # SIGKILL: no chance to tell the workers
+            server.process.wait(10)
+            for pid in pids:
+                server.wait_for(rf"\[{pid}\]: worker \d: the master is gone")
+            deadline = time.monotonic() + 10
+            while not all(_gone(pid) for pid in pids):
+                assert time.monotonic() < deadline, "workers outlived their master"
+                time.sleep(0.02)
+
+
+CRASHING_FILTER = textwrap.dedent('''
+    import os
+
+    def setup(client):
+        def crash(client, address):
+            if client.worker_id:
+                os._exit(3)  # every worker dies as soon as it listens
+        client.connect("listen-started", crash)
+''')
+
+
+def test_a_worker_that_dies_at_once_is_restarted_with_growing_delays() -> None:
+    with short_tmpdir() as tmp:
+        (tmp / "crash.py").write_text(CRASHING_FILTER)
+        with RunningServer([f"{tmp}/crash.py", "-l", f"{tmp}/m.sock", "-w", "2"]) as server:
+            server.wait_for(r"worker 1 \(pid \d+\) died .* restarting in 0\.8 s")
+            assert server.stop() == 0
+            delays = re.findall(
+                r"worker 1 \(pid \d+\) died \(exit code 3\) after [\d.]+ s; "
+                r"restarting in ([\d.]+) s",
+                server.log,
+            )
+            assert delays[:3] == ["0.2", "0.4", "0.8"]  # a backoff, not a fork loop
+            assert not os.path.exists(f"{tmp}/m.sock")
