@@ -651,7 +651,7 @@ class ClientContext:
     # ------------------------------------------------------------------ emission
 
     def _dispatch(self, stage: Stage, args: tuple[Any, ...], option: Option | None = None) -> None:
-        self._set_state(stage.state)
+        self.state = self.last_state = stage.state  # every stage state is a command state
         self._pending = stage
         self._negotiate_option = option
         receivers = self._receivers(stage)
@@ -808,9 +808,13 @@ class ClientContext:
             self._respond_negotiate(status)
             return
         self.status = status
-        self._set_state(stage.replied)
+        self.state = stage.replied  # a *_REPLIED state: last_state stays as it is
         if stage is END_OF_MESSAGE:
             self._respond_end_of_message(status)
+            return
+        if status is S.CONTINUE and stage.name not in self._silent:
+            self._reply = None
+            self._write(CONTINUE_PACKET)  # the common case, without the general mapping
             return
         packet = self._reply_packet(stage, status)
         self._reply = None
