@@ -167,30 +167,80 @@ def systemd_listeners(
     """The sockets systemd passed by socket activation, or ``[]``.
 
     As ``sd_listen_fds(3)``: only when ``LISTEN_PID`` is this process and ``LISTEN_FDS`` is a
-    count; the fds start at 3. The variables are removed (``unset``) so that a child process does
-    not take the sockets for its own. systemd owns the socket files: we never remove them.
+    count; the fds start at 3. The variables are removed (``unset``) whenever any of them is set,
+    whether or not they were meant for us, so that a child process does not take the sockets for
+    its own. Each fd must be a listening stream socket, else :class:`ListenError` says which fd
+    and what it is. systemd owns the socket files: we never remove them.
     """
     env = os.environ if environ is None else environ
     pid_text = env.get("LISTEN_PID")
     count_text = env.get("LISTEN_FDS")
-    if pid_text is None or count_text is None:
-        return []
     if unset:
         for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             env.pop(name, None)
+    if pid_text is None or count_text is None:
+        return []
     if not pid_text.isdigit() or int(pid_text) != os.getpid():
         return []
     if not count_text.isdigit():
         raise ListenError(errno.EINVAL, f"LISTEN_FDS is not a number: {count_text!r}")
     listeners = []
-    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count_text)):
-        os.set_inheritable(fd, False)
-        sock = socket.socket(fileno=fd)
-        if sock.type != socket.SOCK_STREAM:
-            raise ListenError(errno.EINVAL, f"systemd passed fd {fd}, which is not a stream socket")
-        sock.setblocking(False)
-        listeners.append(Listener(sock, f"fd:{fd} ({_describe(sock)})"))
+    try:
+        for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count_text)):
+            sock = adopt_listening_socket(fd, f"fd {fd} passed by systemd")
+            listeners.append(Listener(sock, f"fd:{fd} ({_describe(sock)})"))
+    except ListenError:
+        for listener in listeners:
+            listener.sock.detach()  # systemd's descriptors: not ours to close
+        raise
     return listeners
+
+
+def adopt_listening_socket(fd: int, what: str) -> socket.socket:
+    """The inherited descriptor ``fd`` as a non-blocking, non-inheritable socket object.
+
+    It must be a stream socket on which ``listen()`` was called; otherwise :class:`ListenError`
+    names ``what`` (e.g. ``"fd 3 passed by systemd"``) and what the descriptor is instead, and
+    the descriptor is left open.
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        raise ListenError(exc.errno, f"{what} is not an open file descriptor") from None
+    if not stat.S_ISSOCK(mode):
+        raise ListenError(errno.ENOTSOCK, f"{what} is not a socket but {_file_kind(mode)}")
+    sock = socket.socket(fileno=fd)
+    problem = None
+    if sock.type != socket.SOCK_STREAM:
+        problem = "is not a stream socket"
+    elif not _is_listening(sock):
+        problem = "is a socket nobody called listen() on (a connection, not a listener)"
+    if problem is not None:
+        sock.detach()
+        raise ListenError(errno.EINVAL, f"{what} {problem}")
+    os.set_inheritable(fd, False)
+    sock.setblocking(False)
+    return sock
+
+
+def _is_listening(sock: socket.socket) -> bool:
+    option = getattr(socket, "SO_ACCEPTCONN", None)
+    if option is None:
+        return True  # cannot tell on this system: accept() will say
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, option))
+    except OSError:
+        return True
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a pipe"), (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return f"a file of mode {mode:o}"
 
 
 def _describe(sock: socket.socket) -> str:
