@@ -241,7 +241,9 @@ class Client:
         if self._closing:
             connection.close("shutdown")  # accepted just before the listener closed
             return
-        self.emit("connection-established", connection.context)
+        # Not emit(): a handler that raises must fail this connection (see Connection).
+        for receiver in self._client_signals.receivers("connection-established", self):
+            receiver(self, connection.context)
 
     def _connection_lost(self, connection: Connection) -> None:
         self.connections.discard(connection)

@@ -52,10 +52,23 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's do not subclass asyncio.Transport, hence no isinstance.
         self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        try:
+            self._set_up(peer)
+        except Exception:
+            # A broken context class or connection-established handler: this connection cannot
+            # be filtered as configured, so the MTA gets a closed connection (its default
+            # action applies) rather than a session without the filter. Others go on.
+            tag = self.context.tag if self.context is not None else "-"
+            log.exception("[%s] cannot set up the connection from %s; closing it", tag,
+                          _peer(peer))
+            self.abort("setup error")
+
+    def _set_up(self, peer: object) -> None:
         client = self.client
         context = client.create_context(self._write)
         self.context = context
-        context.peer = self.transport.get_extra_info("peername")
+        context.peer = peer
         context.await_hook = self._await
         # Ours run after the Client's handlers (parent first), so theirs see an open transport.
         context.connect("finished", self._on_finished)
@@ -83,8 +96,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         context = self.context
-        assert context is not None
         self._closed = True
+        if context is None:
+            return  # the context could not be created: nothing was registered or started
         if self._timer is not None:
             self._timer.cancel()
         if self.reason is None:

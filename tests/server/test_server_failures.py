@@ -9,13 +9,15 @@ import gc
 import logging
 import os
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from serverlib import MTA, run, serving, session
 
 from milterkit import ClientContext, Status
 from milterkit.protocol import commands as cmd
-from milterkit.protocol.replies import Continue, ReplyText
+from milterkit.protocol.replies import Continue, Reject, ReplyText
 from milterkit.server import Client
 
 BIG = 20_000_000  # far more than the socket buffers hold, so an MTA that never reads blocks us
@@ -245,3 +247,71 @@ def test_thousands_of_connections_leave_nothing_behind() -> None:
             assert len(os.listdir("/proc/self/fd")) <= descriptors
 
     run(scenario(), timeout=120)
+
+
+def _peer_line(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
+    (record,) = [r for r in caplog.records
+                 if r.name == "milterkit.server" and text in r.getMessage()]
+    return record
+
+
+def test_a_context_class_that_raises_closes_only_that_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = ["no database"]
+
+    class Flaky(ClientContext):
+        def __init__(self, write: Callable[[bytes], object], **options: Any) -> None:
+            # The Client builds one with tag=0 to check its options; fail on a connection only.
+            if options.get("tag") is None and failures:
+                raise RuntimeError(failures.pop())
+            super().__init__(write, **options)
+
+    async def scenario() -> int:
+        async with serving("inet:0@127.0.0.1", context_class=Flaky) as client:
+            broken = await MTA.open(client.address_spec, timeout=3.0)
+            local_port: int = broken.writer.get_extra_info("sockname")[1]
+            assert await broken.at_eof(), "the connection whose context failed was left open"
+            await broken.close()
+            assert (await session(client.address_spec))[0].verdict == Continue()
+            return local_port
+
+    caplog.set_level(logging.INFO, "milterkit")
+    port = run(scenario())
+    record = _peer_line(caplog, "cannot set up the connection")
+    assert f"[127.0.0.1]:{port}" in record.getMessage()
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "no database" in str(record.exc_info[1])
+
+
+def test_a_connection_established_handler_that_raises_closes_that_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Such a handler is where per-connection filters are connected: serving the connection
+    # without them would let its mail through unfiltered.
+    failures = ["plugin broke"]
+
+    def plug(client: Client, context: ClientContext) -> None:
+        if failures:
+            raise RuntimeError(failures.pop())
+        context.connect("envelope-from", lambda ctx, address: Status.REJECT)
+
+    async def scenario() -> int:
+        async with serving("inet:0@127.0.0.1",
+                           lambda c: c.connect("connection-established", plug)) as client:
+            finished = _finished_event(client)
+            broken = await MTA.open(client.address_spec, timeout=3.0)
+            local_port: int = broken.writer.get_extra_info("sockname")[1]
+            assert await broken.at_eof(), "the connection whose setup failed was left open"
+            await broken.close()
+            await asyncio.wait_for(finished.wait(), 5.0)
+            (outcome,) = await session(client.address_spec)
+            assert outcome.steps["envelope-from"].final == Reject()  # its filter is there
+            return local_port
+
+    caplog.set_level(logging.INFO, "milterkit")
+    port = run(scenario())
+    record = _peer_line(caplog, "cannot set up the connection")
+    assert f"[127.0.0.1]:{port}" in record.getMessage()
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "plugin broke" in str(record.exc_info[1])
