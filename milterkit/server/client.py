@@ -38,6 +38,11 @@ DEFAULT_EXCEPTION_REPLY = "451 4.3.0 Temporary failure in the mail filter"
 _TRANSIENT_ACCEPT_ERRORS = frozenset({
     errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO,
 })
+#: Back-off between failed accept() calls on one listener: doubles from the first to the last.
+ACCEPT_RETRY_FIRST = 0.1
+ACCEPT_RETRY_MAX = 2.0
+# A failure that goes on is logged again at error level every so many retries (~1 minute).
+_ACCEPT_FAILURES_RELOGGED = 30
 
 
 class Client:
@@ -208,6 +213,8 @@ class Client:
         loop = asyncio.get_running_loop()
         sock = listener.sock
         factory = lambda: Connection(self)  # noqa: E731
+        delay = 0.0  # the current back-off; 0 while accept() works
+        failures = 0
         while True:
             if self.max_connections is not None and len(self.connections) >= self.max_connections:
                 if not self._full_logged:
@@ -221,13 +228,26 @@ class Client:
             try:
                 conn, _ = await loop.sock_accept(sock)
             except OSError as exc:
-                if exc.errno in _TRANSIENT_ACCEPT_ERRORS:
-                    log.warning("accept() on %s failed: %s; retrying shortly", listener.name, exc)
-                    await asyncio.sleep(0.5)
-                    continue
-                log.error("accept() on %s failed: %s; no longer listening there",
-                          listener.name, exc)
-                return
+                if self._closing or sock.fileno() == -1:
+                    log.debug("accept() on %s failed while closing: %s", listener.name, exc)
+                    return  # the listener was closed under us: nothing more to accept
+                # Never give up while the process runs: a listener that silently stopped
+                # would leave the MTA's connections queueing in the backlog for ever.
+                delay = min(delay * 2, ACCEPT_RETRY_MAX) if delay else ACCEPT_RETRY_FIRST
+                failures += 1
+                if failures == 1 or failures % _ACCEPT_FAILURES_RELOGGED == 0:
+                    kind = "out of resources" if exc.errno in _TRANSIENT_ACCEPT_ERRORS else "error"
+                    log.error("accept() on %s failed (%s, %d time%s in a row): %s; retrying, "
+                              "backing off up to %g s", listener.name, kind, failures,
+                              "" if failures == 1 else "s", exc, ACCEPT_RETRY_MAX)
+                else:
+                    log.debug("accept() on %s failed again: %s", listener.name, exc)
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("accepting again on %s after %d failed accept()", listener.name,
+                         failures)
+                delay, failures = 0.0, 0
             try:
                 await loop.connect_accepted_socket(factory, conn)
             except OSError as exc:  # the peer went away between accept() and now
