@@ -92,6 +92,9 @@ class Client:
         self.context_class = context_class
         #: Seconds :meth:`shutdown` lets sessions in flight finish before closing them.
         self.shutdown_timeout = shutdown_timeout
+        #: Seconds :meth:`shutdown` waits for the sessions it aborted at its deadline to report
+        #: closed; those that have not by then are logged and left behind.
+        self.abort_timeout = 5.0
         self.socket_activation = socket_activation
         #: Keyword arguments of every context (``actions``, ``protocol``, ``macro_requests``...);
         #: a ``setup(client)`` function may change them before the client starts.
@@ -305,20 +308,34 @@ class Client:
         self.stop_accepting()
         assert self._idle is not None
         wait = self.shutdown_timeout if deadline is None else deadline
-        if self.connections:
-            log.info("shutting down: waiting up to %g s for %d session(s) in flight",
-                     wait, len(self.connections))
-            try:
-                await asyncio.wait_for(self._idle.wait(), wait)
-            except asyncio.TimeoutError:
-                log.warning("shutdown deadline passed: closing %d session(s)",
-                            len(self.connections))
-                for connection in list(self.connections):
-                    connection.abort("shutdown")
-                # connection_lost runs on the next loop iterations.
-                await asyncio.wait_for(self._idle.wait(), 5.0)
-        log.info("shut down (%d session(s) served)", self.served)
-        self._closed.set()
+        try:
+            if self.connections:
+                await self._drain(wait)
+        finally:
+            # Whatever happened above (even a cancellation), serve_forever must return.
+            log.info("shut down (%d session(s) served)", self.served)
+            self._closed.set()
+
+    async def _drain(self, wait: float) -> None:
+        assert self._idle is not None
+        log.info("shutting down: waiting up to %g s for %d session(s) in flight",
+                 wait, len(self.connections))
+        try:
+            await asyncio.wait_for(self._idle.wait(), wait)
+            return
+        except asyncio.TimeoutError:
+            pass
+        log.warning("shutdown deadline passed: closing %d session(s)", len(self.connections))
+        for connection in list(self.connections):
+            connection.abort("shutdown")
+        # connection_lost runs on the next loop iterations; one that never reports (a context
+        # that raises in it) must not keep serve_forever from returning.
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.abort_timeout)
+        except asyncio.TimeoutError:
+            log.error("%d session(s) did not report closed %g s after being aborted; shutting "
+                      "down without them: %s", len(self.connections), self.abort_timeout,
+                      ", ".join(connection.describe() for connection in self.connections))
 
     def install_signal_handlers(self) -> None:
         """Shut down on SIGTERM and SIGINT (a second one closes sessions at once)."""

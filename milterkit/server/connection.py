@@ -232,6 +232,12 @@ class Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------- logging
 
+    def describe(self) -> str:
+        """``[tag] peer ADDRESS``: this connection in a log line."""
+        tag = self.context.tag if self.context is not None else "-"
+        peer = self.context.peer if self.context is not None else None
+        return f"[{tag}] peer {_peer(peer)}"
+
     def _summary(self) -> None:
         context = self.context
         assert context is not None
