@@ -49,14 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "TARGET is a file (filters/spam.py) or a module (mypackage.filter), optionally "
         "followed by :FUNCTION (default setup). Examples:  milterkit run examples/add_header.py "
         "-l unix:/run/milterkit/milter.sock --workers 2.  Under systemd socket activation "
-        "(LISTEN_FDS) the passed sockets are used and --listen is ignored."
+        "(LISTEN_FDS) the passed sockets are used and --listen is ignored. fd:N serves a "
+        "listening socket inherited as file descriptor N (e.g. from a wrapper that bound it)."
     )
     parser.add_argument("target", metavar="TARGET", help="file or module defining setup(client)")
     parser.add_argument(
         "-l", "--listen", "-s", "--connection-spec", dest="listen", metavar="SPEC",
         default=DEFAULT_SPEC,
         help="where to listen: unix:/path, local:/path, /path, inet:PORT[@HOST|@[ADDR]], "
-        f"inet6:PORT[@[ADDR]] (default {DEFAULT_SPEC})",
+        f"inet6:PORT[@[ADDR]], fd:N (an inherited listening socket) (default {DEFAULT_SPEC})",
     )
     parser.add_argument("-w", "--workers", type=_positive_int, default=1, metavar="N",
                         help="pre-forked worker processes sharing the socket (default 1)")

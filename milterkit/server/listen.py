@@ -1,5 +1,5 @@
-"""Listening sockets: bind a :class:`~milterkit.server.spec.ConnectionSpec`, or take the ones
-systemd passed (``LISTEN_FDS``).
+"""Listening sockets: bind a :class:`~milterkit.server.spec.ConnectionSpec`, or take an
+inherited one: the ones systemd passed (``LISTEN_FDS``), or ``fd:N``.
 
 Unix sockets get their group and mode *between* ``bind()`` and ``listen()``: no peer can connect
 before ``listen()``, so there is no window in which the socket is open with the wrong rights.
@@ -74,7 +74,15 @@ def bind(
     socket_mode: int | None = 0o660,
     socket_group: str | int | None = None,
 ) -> Listener:
-    """Create, bind and ``listen()`` on ``spec``; returns a non-blocking :class:`Listener`."""
+    """Create, bind and ``listen()`` on ``spec``; returns a non-blocking :class:`Listener`.
+
+    For ``fd:N`` the inherited descriptor N is taken as it is (it must be a listening stream
+    socket); its options, mode and file are whoever made it's, and are left alone.
+    """
+    if spec.family == "fd":
+        assert spec.fd is not None
+        sock = adopt_listening_socket(spec.fd, f"{spec}: fd {spec.fd}")
+        return Listener(sock, f"{spec} ({_describe(sock)})")
     if spec.family == "unix":
         return _bind_unix(spec, backlog, socket_mode, socket_group)
     address = spec.resolve()

@@ -3,7 +3,9 @@
 ``unix:/path``, ``local:/path`` and a bare ``/path`` name a unix socket; ``inet:PORT``,
 ``inet:PORT@HOST`` and ``inet:PORT@[ADDR]`` an IPv4 socket; ``inet6:PORT`` and
 ``inet6:PORT@[ADDR]`` (or ``@HOST``) an IPv6 one. No host means every address, as in libmilter.
-Parsing is pure; resolving a host name happens only in :meth:`ConnectionSpec.resolve`.
+``fd:N`` (as Debian's libmilter and pymilter accept) is a listening socket the process inherited
+as file descriptor N. Parsing is pure; resolving a host name happens only in
+:meth:`ConnectionSpec.resolve`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["unix", "inet", "inet6"]
+Family = Literal["unix", "inet", "inet6", "fd"]
 
 
 class SpecError(ValueError):
@@ -25,17 +27,22 @@ class ConnectionSpec:
     """A parsed connection spec.
 
     ``path`` is set for ``unix``; ``port`` and ``host`` (None = every address) for ``inet`` and
-    ``inet6``. ``str(spec)`` gives the canonical text back (``inet:10025@[127.0.0.1]``).
+    ``inet6``; ``fd`` (the descriptor number) for ``fd``. ``str(spec)`` gives the canonical text
+    back (``inet:10025@[127.0.0.1]``).
     """
 
     family: Family
     path: str | None = None
     port: int = 0
     host: str | None = None
+    fd: int | None = None
 
     @property
     def socket_family(self) -> socket.AddressFamily:
-        """The ``socket.AF_*`` constant for this spec."""
+        """The ``socket.AF_*`` constant for this spec (:class:`SpecError` for ``fd:N``, whose
+        family is known only from the socket itself)."""
+        if self.family == "fd":
+            raise SpecError(f"{self} is an inherited socket: its family is the socket's own")
         return {
             "unix": socket.AF_UNIX, "inet": socket.AF_INET, "inet6": socket.AF_INET6,
         }[self.family]
@@ -44,8 +51,10 @@ class ConnectionSpec:
         """The address to ``bind()``: a path, or ``(address, port)`` with a resolved host.
 
         A host name is looked up with getaddrinfo and the first address of the spec's family is
-        taken, as milter-manager does.
+        taken, as milter-manager does. An ``fd:N`` spec has no address: :class:`SpecError`.
         """
+        if self.family == "fd":
+            raise SpecError(f"{self} is an inherited socket: it has no address to bind or connect")
         if self.family == "unix":
             assert self.path is not None
             return self.path
@@ -66,6 +75,8 @@ class ConnectionSpec:
         return (str(address[0]), self.port)
 
     def __str__(self) -> str:
+        if self.family == "fd":
+            return f"fd:{self.fd}"
         if self.family == "unix":
             return f"unix:{self.path}"
         if self.host is None:
@@ -91,9 +102,12 @@ def parse_spec(text: str) -> ConnectionSpec:
     protocol = protocol.lower()
     if protocol in ("unix", "local"):
         return ConnectionSpec("unix", path=content)
+    if protocol == "fd":
+        return ConnectionSpec("fd", fd=_parse_number(content, "descriptor number", text))
     if protocol not in ("inet", "inet6"):
         raise SpecError(
-            f"protocol must be 'unix', 'local', 'inet' or 'inet6', not {protocol!r}: {text!r}"
+            f"protocol must be 'unix', 'local', 'inet', 'inet6' or 'fd', not {protocol!r}: "
+            f"{text!r}"
         )
     family: Family = "inet" if protocol == "inet" else "inet6"
     port_text, at, host = content.partition("@")
@@ -116,13 +130,17 @@ def parse_spec(text: str) -> ConnectionSpec:
     return ConnectionSpec(family, port=port, host=host)
 
 
+def _parse_number(digits: str, what: str, text: str) -> int:
+    for char in digits:
+        if not "0" <= char <= "9":
+            raise SpecError(f"{what} has invalid character {char!r}: {text!r}")
+    return int(digits)
+
+
 def _parse_port(port_text: str, text: str) -> int:
     if not port_text:
         raise SpecError(f"spec has no port: {text!r}")
-    for char in port_text:
-        if not "0" <= char <= "9":
-            raise SpecError(f"port number has invalid character {char!r}: {text!r}")
-    port = int(port_text)
+    port = _parse_number(port_text, "port number", text)
     if port > 65535:
         raise SpecError(f"port number is over 65535: {text!r}")
     return port

@@ -26,6 +26,8 @@ from milterkit.server.spec import ConnectionSpec, SpecError, parse_spec
         ("inet6:0@[0:0:0:0:0:0:0:1]", ConnectionSpec("inet6", port=0, host="::1"),
          "inet6:0@[::1]"),
         ("INET:25", ConnectionSpec("inet", port=25), "inet:25"),
+        ("fd:5", ConnectionSpec("fd", fd=5), "fd:5"),
+        ("FD:0", ConnectionSpec("fd", fd=0), "fd:0"),
     ],
 )
 def test_forms(text: str, expected: ConnectionSpec, canonical: str) -> None:
@@ -49,6 +51,10 @@ def test_forms(text: str, expected: ConnectionSpec, canonical: str) -> None:
         ("inet:25@[example.com]", "not an IP address"),
         ("inet:25@[::1]", "IPv6 address in an inet spec"),
         ("inet6:25@[127.0.0.1]", "IPv4 address in an inet6 spec"),
+        ("fd:", "doesn't have content"),
+        ("fd:x", "descriptor number has invalid character 'x'"),
+        ("fd:-1", "descriptor number has invalid character '-'"),
+        ("fd:5@host", "descriptor number has invalid character '@'"),
     ],
 )
 def test_errors_say_what_is_wrong(text: str, message: str) -> None:
@@ -64,5 +70,8 @@ def test_resolve() -> None:
     assert parse_spec("inet:25@[127.0.0.1]").resolve() == ("127.0.0.1", 25)
     assert parse_spec("inet:25@localhost").resolve() == ("127.0.0.1", 25)
     assert parse_spec("unix:/x").resolve() == "/x"
+    # An inherited socket has no address to bind or connect to.
+    with pytest.raises(SpecError, match="fd:5 is an inherited socket"):
+        parse_spec("fd:5").resolve()
     with pytest.raises(SpecError, match="cannot resolve"):
         parse_spec("inet:25@no-such-host.invalid").resolve()
