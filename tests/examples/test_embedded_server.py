@@ -208,8 +208,8 @@ def test_the_spec_comes_from_argument_then_environment_then_default() -> None:
     (["inet:25x"], None, "embedded_server: bad connection spec from the command line: "
                          "port number has invalid character 'x': 'inet:25x'\n"),
     ([], {"MILTER_SPEC": "tcp:25"}, "embedded_server: bad connection spec from $MILTER_SPEC: "
-                                    "protocol must be 'unix', 'local', 'inet' or 'inet6', "
-                                    "not 'tcp': 'tcp:25'\n"),
+                                    "protocol must be 'unix', 'local', 'inet', 'inet6' or "
+                                    "'fd', not 'tcp': 'tcp:25'\n"),
     (["inet6:25@[127.0.0.1]"], None, "embedded_server: bad connection spec from the command "
                                      "line: an IPv4 address in an inet6 spec: "
                                      "'inet6:25@[127.0.0.1]'\n"),
