@@ -103,13 +103,19 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
         if self.reason is None:
             self.reason = "eof" if exc is None else f"connection lost ({exc})"
-        context.connection_lost()
-        for task, keepalive in list(self._tasks.items()):
-            if keepalive is not None:
-                keepalive.cancel()
-            task.cancel()
-        self._summary()
-        self.client._connection_lost(self)
+        try:
+            context.connection_lost()
+        except Exception:
+            # A subclass's hook failed: log it, but the client must still hear the connection
+            # is gone, or it would count against max_connections and hold up shutdown for ever.
+            log.exception("[%s] ending the session raised", context.tag)
+        finally:
+            for task, keepalive in list(self._tasks.items()):
+                if keepalive is not None:
+                    keepalive.cancel()
+                task.cancel()
+            self._summary()
+            self.client._connection_lost(self)
 
     # -------------------------------------------------------------- writing, closing
 
