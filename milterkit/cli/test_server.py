@@ -180,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
             args.connection_spec, messages, sessions=args.sessions,
             concurrency=args.concurrency, check=False, **options,
         ))
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (OSError, asyncio.TimeoutError, SpecError) as exc:
         reason = str(exc) or type(exc).__name__
         print(f"milterkit test-server: cannot connect to {args.connection_spec}: {reason}",
               file=sys.stderr)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..protocol.errors import ProtocolError
-from ..server.spec import ConnectionSpec, parse_spec
+from ..server.spec import ConnectionSpec, SpecError, parse_spec
 from .message import Message
 from .results import SessionResult
 from .server import ReplyTimeout, ServerContext, Submission, Timeouts
@@ -26,6 +26,9 @@ async def open_spec(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to a milter's connection spec within ``timeout`` seconds."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    if parsed.family == "fd":
+        raise SpecError(f"{parsed} names an inherited listening socket; a milter cannot be "
+                        "reached through it (give its unix: or inet: address)")
     if parsed.family == "unix":
         assert parsed.path is not None
         opening = asyncio.open_unix_connection(parsed.path, limit=_READ_SIZE)

@@ -186,3 +186,14 @@ def test_reply_timeout_exits_1(tmp_path: Path, option: str) -> None:
     listener.close()
     assert done.returncode == 1
     assert "no reply to negotiate in time" in done.stdout
+
+
+def test_an_inherited_socket_spec_cannot_be_connected_to() -> None:
+    # fd:N is a listening form; test-server must say so, not try ('::1', 0).
+    done = subprocess.run(
+        [sys.executable, "-m", "milterkit", "test-server", "-s", "fd:5"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "fd:5 names an inherited listening socket" in done.stderr
+    assert "Traceback" not in done.stderr
