@@ -39,15 +39,21 @@ class RunningServer:
     def log(self) -> str:
         return Path(self.log_file.name).read_text(errors="replace")
 
-    def wait_for(self, pattern: str, timeout: float = 15.0, after: int = 0) -> re.Match[str]:
-        """Wait until the log (from character ``after``) matches ``pattern``."""
+    def wait_for(
+        self, pattern: str, timeout: float = 15.0, after: int = 0, *, outlives: bool = False,
+    ) -> re.Match[str]:
+        """Wait until the log (from character ``after``) matches ``pattern``.
+
+        The wait fails early if the server process exits, unless ``outlives``: the line comes
+        from a process that goes on after it (a worker whose master was killed).
+        """
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
         while True:
             match = regex.search(self.log, after)
             if match:
                 return match
-            if self.process.poll() is not None:
+            if not outlives and self.process.poll() is not None:
                 match = regex.search(self.log, after)
                 if match:
                     return match

@@ -316,7 +316,7 @@ def test_workers_exit_when_the_master_dies() -> None:
             server.process.kill()  # SIGKILL: no chance to tell the workers
             server.process.wait(10)
             for pid in pids:
-                server.wait_for(rf"\[{pid}\]: worker \d: the master is gone")
+                server.wait_for(rf"\[{pid}\]: worker \d: the master is gone", outlives=True)
             deadline = time.monotonic() + 10
             while not all(_gone(pid) for pid in pids):
                 assert time.monotonic() < deadline, "workers outlived their master"
