@@ -33,7 +33,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 # Type aliases the signatures use, shown by name rather than expanded.
-autodoc_type_aliases = {"AwaitHook": "milterkit.context.AwaitHook"}
+autodoc_type_aliases = {"AwaitHook": "milterkit.emission.AwaitHook"}
 
 primary_domain = "py"
 highlight_language = "python3"

@@ -54,15 +54,13 @@ class Scan:
 
 
 class ContentScanner(ClientContext):
-    """One MTA connection of the content filter; ``self.private`` holds the message's
-    :class:`Scan` (the context clears it when the transaction ends)."""
+    """One MTA connection of the content filter; the message's shelf holds its :class:`Scan`
+    (the context drops the shelf with the message when the transaction ends)."""
 
     @property
     def scan(self) -> Scan:
         """The current message's scan, started on first use."""
-        if self.private is None:
-            self.private = Scan()
-        scan: Scan = self.private
+        scan: Scan = self.shelf.setdefault("scan", Scan())
         return scan
 
     def do_negotiate(self, option: Option, requests: MacrosRequests) -> Status | None:

@@ -136,7 +136,7 @@ def build_context() -> ClientContext:
     # as they hit the wire, which is what matters).
     for name in SIGNAL_NAMES:
         if not name.endswith("-response") and name != "message-processed":
-            context.connect(name, trace(name))
+            context.signals.connect(name, trace(name))  # a name known only at run time
     context.connect("envelope-recipient", on_recipient)
     context.connect("end-of-message", on_end_of_message)
     context.connect("message-processed", on_message_processed)

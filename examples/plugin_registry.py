@@ -33,14 +33,21 @@ from milterkit import (
     ActionError,
     Client,
     ClientContext,
+    InvalidValue,
+    LocalError,
     MessageResult,
     MilterError,
+    MilterkitError,
+    NegotiationError,
     ProtocolError,
+    RemoteProtocolError,
     ReplyError,
+    SignalError,
     SignalTable,
     StateError,
     Status,
     StatusError,
+    Transaction,
 )
 from milterkit.tools.capture_format import CaptureError, read_capture
 
@@ -76,7 +83,9 @@ def size_limit(context: ClientContext, sender: str) -> Status | None:
 
 
 def note_header(context: ClientContext, name: str, value: str) -> None:
-    context.shelf.setdefault("headers", set()).add(name.lower())
+    # The shelf belongs to the message's Transaction: dropped whole when the message ends.
+    message: Transaction = context.transaction
+    message.shelf.setdefault("headers", set()).add(name.lower())
 
 
 def required_headers(context: ClientContext) -> Status | None:
@@ -92,9 +101,13 @@ def required_headers(context: ClientContext) -> Status | None:
 
 def whose_fault(error: BaseException) -> str:
     """One line saying who caused ``error`` and what kind of mistake it is."""
-    # Most specific first: StatusError, ActionError and StateError are MilterErrors.
-    if isinstance(error, ProtocolError):
+    # The error's class says whose fault it is: RemoteProtocolError (also called ProtocolError)
+    # the peer's, LocalError (also called MilterError) ours; both are MilterkitErrors.
+    if isinstance(error, RemoteProtocolError):
+        assert isinstance(error, ProtocolError)  # one class, two names
         return f"the MTA broke the milter protocol: {error}"
+    if isinstance(error, NegotiationError):
+        return f"the negotiation cannot succeed: {error}"
     if isinstance(error, StatusError):
         return f"a plugin returned a status this stage does not take: {error}"
     if isinstance(error, ActionError):
@@ -103,8 +116,15 @@ def whose_fault(error: BaseException) -> str:
         return f"a plugin answered when no reply was owed: {error}"
     if isinstance(error, ReplyError):
         return f"a plugin set an SMTP reply the MTA would refuse: {error}"
-    if isinstance(error, MilterError):
+    if isinstance(error, InvalidValue):
+        return f"a plugin passed a value the protocol cannot carry: {error}"
+    if isinstance(error, SignalError):
+        return f"a plugin named an unknown signal or took the wrong arguments: {error}"
+    if isinstance(error, LocalError):
+        assert isinstance(error, MilterError)  # one class, two names
         return f"a plugin misused milterkit: {error}"
+    if isinstance(error, MilterkitError):
+        return f"milterkit refused something: {error}"
     return f"a plugin raised {type(error).__name__}: {error}"
 
 
@@ -127,7 +147,7 @@ def setup(client: Client) -> None:
     """Connect every handler of the registry to ``client``, in the registry's order."""
     for name in SIGNAL_NAMES:
         for handler in REGISTRY.receivers(name, None):
-            client.connect(name, handler)
+            client.connect(name, handler)  # Client.connect checks the handler's arguments
 
 
 # ------------------------------------------------------------------ offline
@@ -152,7 +172,7 @@ def check_stream(data: bytes) -> tuple[list[str], bool]:
 
     for name in ("connect", "helo", "envelope-from", "envelope-recipient", "end-of-header",
                  "end-of-message"):
-        context.connect(f"{name}-response", refusal(name))
+        context.signals.connect(f"{name}-response", refusal(name))  # names built at run time
     context.connect("message-processed", message)
     try:
         context.feed(data)

@@ -7,20 +7,27 @@ MTA connection on the milter side; the MTA side, used by the test tools, is
 
 from typing import TYPE_CHECKING, Any
 
-from .context import (
-    SIGNAL_NAMES,
+from .context import SIGNAL_NAMES, ClientContext
+from .errors import (
     ActionError,
-    ClientContext,
+    InvalidValue,
+    LocalError,
     MilterError,
+    MilterkitError,
+    NegotiationError,
+    RemoteProtocolError,
+    ReplyError,
+    SignalError,
     StateError,
     StatusError,
 )
 from .macros import MacrosRequests, MacroTable
 from .protocol import ActionFlag, MacroStage, Option, ProtocolError, ProtocolFlag, SocketAddress
-from .reply import ReplyError, format_reply
+from .reply import format_reply
 from .result import MessageResult
 from .signals import SignalTable
 from .status import State, Status
+from .transaction import Transaction
 
 __version__ = "0.1.0"
 
@@ -38,12 +45,13 @@ ALL_OPTIONS = Status.ALL_OPTIONS
 PROGRESS = Status.PROGRESS
 
 __all__ = [
-    "ACCEPT", "ALL_OPTIONS", "CONTINUE", "DEFAULT", "DISCARD", "NOT_CHANGE", "NO_REPLY",
-    "PROGRESS", "REJECT", "SKIP", "TEMPFAIL", "TEMPORARY_FAILURE", "SIGNAL_NAMES", "ActionError",
-    "ActionFlag", "ClientContext", "MacroStage", "MacroTable", "MacrosRequests", "MessageResult",
-    "MilterError", "Option", "ProtocolError", "ProtocolFlag", "ReplyError", "SignalTable",
-    "SocketAddress", "State", "StateError", "Status", "StatusError", "__version__",
-    "format_reply",
+    "ACCEPT", "ALL_OPTIONS", "ActionError", "ActionFlag", "CONTINUE", "ClientContext", "DEFAULT",
+    "DISCARD", "InvalidValue", "LocalError", "MacroStage", "MacroTable", "MacrosRequests",
+    "MessageResult", "MilterError", "MilterkitError", "NOT_CHANGE", "NO_REPLY", "NegotiationError",
+    "Option", "PROGRESS", "ProtocolError", "ProtocolFlag", "REJECT", "RemoteProtocolError",
+    "ReplyError", "SIGNAL_NAMES", "SKIP", "SignalError", "SignalTable", "SocketAddress", "State",
+    "StateError", "Status", "StatusError", "TEMPFAIL", "TEMPORARY_FAILURE", "Transaction",
+    "__version__", "format_reply",
 ]
 
 if TYPE_CHECKING:

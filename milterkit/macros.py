@@ -16,6 +16,7 @@ _CLEARS: dict[int, bytes] = {
     ord("R"): b"TLNBE",
 }
 _MESSAGE_STAGES = b"MRTLNBE"
+_UNKNOWN = ord("U")
 
 
 def normalize_name(name: str) -> str:
@@ -46,11 +47,21 @@ class MacroTable(Mapping[str, str]):
         }
 
     def clear_after(self, command: bytes) -> None:
-        """Forget the stages ``command`` supersedes (C, H, M and R clear every later stage)."""
-        later = _CLEARS.get(command[0])
-        if later and self._stages:
+        """Forget the stages ``command`` supersedes (C, H, M and R clear every later stage).
+
+        The macros of an UNKNOWN command last only until the next command: called with any
+        command but ``U`` (and ``D``, which is not a command of its own), they go.
+        """
+        stages = self._stages
+        if not stages:
+            return
+        code = command[0]
+        if code != _UNKNOWN:
+            stages.pop(_UNKNOWN, None)
+        later = _CLEARS.get(code)
+        if later:
             for stage in later:
-                self._stages.pop(stage, None)
+                stages.pop(stage, None)
 
     def clear_message(self) -> None:
         """Forget the macros of MAIL and every later stage (after ABORT)."""

@@ -1,4 +1,5 @@
-"""SMTP reply texts for ``set_reply``: validated as libmilter and Postfix check them.
+"""SMTP replies: the texts of ``set_reply``, validated as libmilter and Postfix check them, and
+the packet each verdict goes out as.
 
 A reply is a 3-digit code ``[45]dd``, an optional enhanced code ``c.ddd.ddd`` whose class equals the
 code's first digit (Postfix refuses ``550 4.7.1``), and up to 32 lines of at most 980 characters
@@ -11,14 +12,53 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .errors import ReplyError as ReplyError  # re-exported: it was defined here
 from .protocol.constants import MAX_REPLY_LINE_LENGTH, MAX_REPLY_LINES
+from .protocol.replies import (
+    ACCEPT_PACKET,
+    CONTINUE_PACKET,
+    DISCARD_PACKET,
+    REJECT_PACKET,
+    SKIP_PACKET,
+    TEMPFAIL_PACKET,
+    ReplyText,
+)
+from .status import Status
 
 _CODE = re.compile(r"[45][0-9][0-9]\Z")
 _XCODE = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})\Z")
 
 
-class ReplyError(ValueError):
-    """A reply code, enhanced code or text that an MTA would refuse."""
+#: The packet of each verdict without a reply text. NO_REPLY at a stage the MTA still waits on
+#: (an emulated no-reply step) is a ``c``, as libmilter writes.
+VERDICT_PACKETS: dict[Status, bytes] = {
+    Status.CONTINUE: CONTINUE_PACKET,
+    Status.NO_REPLY: CONTINUE_PACKET,
+    Status.REJECT: REJECT_PACKET,
+    Status.TEMPORARY_FAILURE: TEMPFAIL_PACKET,
+    Status.ACCEPT: ACCEPT_PACKET,
+    Status.DISCARD: DISCARD_PACKET,
+    Status.SKIP: SKIP_PACKET,
+}
+#: Verdicts that carry the reply text set with ``set_reply``, with the code class they need.
+REPLY_CLASS: dict[Status, str] = {Status.REJECT: "5", Status.TEMPORARY_FAILURE: "4"}
+
+
+def verdict_packet(status: Status, reply: str | None = None) -> bytes:
+    """The packet for ``status``: a ``y`` with ``reply`` for REJECT or TEMPORARY_FAILURE when
+    one is set, else the bare verdict."""
+    if reply is not None and status in REPLY_CLASS:
+        return ReplyText(reply).to_bytes()
+    return VERDICT_PACKETS[status]
+
+
+def parse_reply(reply: str) -> str:
+    """Validate a whole reply given as one string: ``"451 4.3.0 text"``."""
+    code, _, rest = reply.partition(" ")
+    first, _, text = rest.partition(" ")
+    if first and first[0].isdigit() and "." in first:
+        return format_reply(code, first, text or None)
+    return format_reply(code, None, rest or None)
 
 
 def format_reply(
@@ -72,3 +112,6 @@ def format_reply(
         # Postfix wants a space or '-' right after the code, even with no text.
         out.append(code + separator + " ".join(parts))
     return "\r\n".join(out)
+
+
+__all__ = ["REPLY_CLASS", "VERDICT_PACKETS", "format_reply", "parse_reply", "verdict_packet"]

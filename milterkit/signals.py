@@ -10,11 +10,13 @@ connected on a Client reach every context it creates.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, MutableSet
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSet, Sequence
 from typing import Any, TypeVar
 
 import blinker
 from blinker.base import ANY_ID
+
+from .handlers import check_signature, unknown_signal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,23 +83,29 @@ class SignalTable:
     """Named signals, created on first use, with an optional parent table.
 
     ``names`` is the set of valid signal names; connecting to any other name raises
-    ``ValueError`` so a typo (``"envelope_from"``) fails loudly instead of never firing.
+    :class:`~milterkit.errors.SignalError` (a ``ValueError``) that lists the valid ones, so a
+    typo (``"envelope_from"``) fails loudly instead of never firing. A handler of a context
+    signal whose signature cannot take the signal's arguments is refused the same way.
     """
 
-    __slots__ = ("names", "parent", "_signals", "_cache")
+    __slots__ = ("names", "parent", "arguments", "_signals", "_cache")
 
-    def __init__(self, names: Iterable[str], parent: SignalTable | None = None) -> None:
+    def __init__(
+        self, names: Iterable[str], parent: SignalTable | None = None,
+        arguments: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.names = frozenset(names)
         self.parent = parent
+        #: The arguments each signal's handlers take after the sender, when the table checks
+        #: handlers' signatures at connect time (a context's table does).
+        self.arguments = arguments
         self._signals: dict[str, Signal] = {}
         # name -> (stamp, receivers): emission happens for every packet, connection rarely.
         self._cache: dict[str, tuple[int, tuple[Callable[..., Any], ...]]] = {}
 
     def _check(self, name: str) -> None:
         if name not in self.names:
-            hint = name.replace("_", "-")
-            extra = f" (did you mean {hint!r}?)" if hint in self.names else ""
-            raise ValueError(f"unknown signal {name!r}{extra}")
+            raise unknown_signal(name, self.names)
 
     def signal(self, name: str) -> Signal:
         """The blinker signal called ``name`` in this table (created if needed)."""
@@ -111,7 +119,10 @@ class SignalTable:
         """Connect ``handler`` to ``name``; kept alive by a strong reference unless ``weak``."""
         if not callable(handler):
             raise TypeError(f"handler for {name!r} is not callable: {handler!r}")
-        self.signal(name).connect(handler, weak=weak)
+        signal = self.signal(name)
+        if self.arguments is not None and name in self.arguments:
+            check_signature(name, handler, self.arguments[name])
+        signal.connect(handler, weak=weak)
         return handler
 
     def disconnect(self, name: str, handler: Callable[..., Any]) -> None:

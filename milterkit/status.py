@@ -25,9 +25,6 @@ class Status(enum.IntEnum):
     ALL_OPTIONS = 9
     PROGRESS = 10
     ABORT = 11
-    QUARANTINE = 12
-    STOP = 13
-    ERROR = 14
 
     TEMPFAIL = 6
 
@@ -55,7 +52,6 @@ PASS = frozenset({Status.DEFAULT, Status.NOT_CHANGE, Status.CONTINUE})
 class State(enum.IntEnum):
     """Where a context is in the session; numeric order matters (``in_message_processing``)."""
 
-    INVALID = 0
     START = 1
     NEGOTIATE = 2
     NEGOTIATE_REPLIED = 3
@@ -80,7 +76,6 @@ class State(enum.IntEnum):
     END_OF_MESSAGE = 22
     END_OF_MESSAGE_REPLIED = 23
     QUIT = 24
-    QUIT_REPLIED = 25
     ABORT = 26
     ABORT_REPLIED = 27
     FINISHED = 28

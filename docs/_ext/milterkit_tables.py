@@ -1,7 +1,7 @@
 """Tables of the signal contract, generated at build time from milterkit itself.
 
 Nothing in these tables is typed by hand where the code knows it: the signals come from
-``milterkit.context.STAGES`` and ``NOTIFICATIONS``, the handler arguments from the signatures of
+``milterkit.stages.STAGES`` and ``NOTIFICATIONS``, the handler arguments from the signatures of
 the ``do_*`` default handlers, the allowed statuses from ``Stage.allowed``, and what each status
 writes on the wire from running a real :class:`~milterkit.ClientContext` on a real byte stream.
 So the documentation cannot drift from the code.
@@ -13,11 +13,12 @@ Directives: ``milterkit-signal-table``, ``milterkit-notification-table``,
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from milterkit import ClientContext, Status
-from milterkit.context import NOTIFICATIONS, STAGES, MilterError, Stage
+from milterkit.errors import MilterError
 from milterkit.protocol import (
     Abort,
     ActionFlag,
@@ -37,6 +38,10 @@ from milterkit.protocol import (
     SocketAddress,
     Unknown,
 )
+from milterkit.stages import NOTIFICATIONS, STAGES, Stage
+
+# The tables run deliberately wrong handlers; their warnings are not the build's.
+logging.getLogger("milterkit").setLevel(logging.ERROR)
 
 #: The command that triggers each stage, and when it comes.
 STAGE_COMMANDS: dict[str, str] = {
@@ -51,7 +56,10 @@ STAGE_COMMANDS: dict[str, str] = {
     "end-of-header": "``N``, after the last header",
     "body": "``B``, each body chunk (up to 65535 bytes)",
     "end-of-message": "``E``, end of the message",
-    "abort": "``A``, or a message cut short (new MAIL, HELO, QUIT, EOF, error)",
+    "abort": "``A``, or a message cut short (new MAIL, HELO, QUIT, EOF, error), only while a "
+             "message is open and has no verdict: never after end-of-message is answered, nor "
+             "after ACCEPT, REJECT, DISCARD or TEMPFAIL for the message, nor with no message "
+             "open (libmilter's rule and milter-manager's contract)",
 }
 
 #: Signals with no status: their arguments and when they are emitted.
@@ -92,6 +100,8 @@ BEHAVIOURS: list[tuple[str, Callable[[ClientContext], Any], str | None]] = [
     ("NO_REPLY (NR step offered)", lambda context: Status.NO_REPLY, "nr"),
     ("NO_REPLY (NR step not offered)", lambda context: Status.NO_REPLY, "emulated"),
     ("None (NR step offered)", lambda context: None, "nr"),
+    ("REJECT (NR step offered)", lambda context: Status.REJECT, "nr"),
+    ("REJECT (NR step not offered)", lambda context: Status.REJECT, "emulated"),
 ]
 
 _CONNECT = Connect("client.example.net", SocketAddress("4", "192.0.2.10", 49152))

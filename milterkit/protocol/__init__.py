@@ -31,10 +31,8 @@ from .constants import (
     PROTOCOL_VERSION,
     STRICT_MAX_PAYLOAD,
     ActionFlag,
-    Command,
     MacroStage,
     ProtocolFlag,
-    ReplyCode,
 )
 from .errors import (
     EmptyName,
@@ -81,21 +79,29 @@ from .replies import (
     TempFail,
     decode_reply,
 )
+from .steps import (
+    ACTION_OF_REPLY,
+    STEP_OF_CODE,
+    STEP_OF_COMMAND,
+    STEP_OF_SIGNAL,
+    STEPS,
+    CommandStep,
+)
 from .text import decode_text, encode_text
 
 __all__ = [
-    "Abort", "Accept", "ActionFlag", "AddHeader", "AddRecipient", "AddRecipientWithParameters",
-    "AnyCommand", "AnyReply", "Body", "CHUNK_SIZE", "ChangeFrom", "ChangeHeader", "Command",
-    "Connect", "ConnectionFailure", "Continue", "DEFAULT_MAX_PAYLOAD", "Data", "DefineMacro",
-    "DeleteRecipient", "Discard", "EmptyName", "EmptyPayload", "EndOfHeader", "EndOfMessage",
-    "FramingError", "Header", "Helo", "InsertHeader", "InvalidAddress", "MAX_REPLY_LINES",
-    "MAX_REPLY_LINE_LENGTH", "MacroStage", "Mail", "MalformedPacket", "MalformedStage",
-    "MissingNul", "Negotiate", "NegotiateReply", "Negotiation", "NegotiationError", "Option",
-    "PROTOCOL_VERSION", "PacketDecoder", "PacketTooLarge", "Progress", "ProtocolError",
-    "ProtocolFlag", "Quarantine", "Quit", "QuitNewConnection", "Rcpt", "Reject", "ReplaceBody",
-    "ReplyCode", "ReplyText", "STRICT_MAX_PAYLOAD", "ShortPayload", "Shutdown", "Skip",
-    "SocketAddress", "TempFail", "TrailingData", "TruncatedStream", "UnexpectedCommand",
-    "Unknown", "UnknownCommand", "UnknownFamily", "ZeroLengthPacket", "decode_command",
-    "decode_reply", "decode_text", "effective_offer", "encode_packet", "encode_text",
-    "negotiate",
+    "ACTION_OF_REPLY", "Abort", "Accept", "ActionFlag", "AddHeader", "AddRecipient",
+    "AddRecipientWithParameters", "AnyCommand", "AnyReply", "Body", "CHUNK_SIZE", "ChangeFrom",
+    "ChangeHeader", "CommandStep", "Connect", "ConnectionFailure", "Continue",
+    "DEFAULT_MAX_PAYLOAD", "Data", "DefineMacro", "DeleteRecipient", "Discard", "EmptyName",
+    "EmptyPayload", "EndOfHeader", "EndOfMessage", "FramingError", "Header", "Helo",
+    "InsertHeader", "InvalidAddress", "MAX_REPLY_LINES", "MAX_REPLY_LINE_LENGTH", "MacroStage",
+    "Mail", "MalformedPacket", "MalformedStage", "MissingNul", "Negotiate", "NegotiateReply",
+    "Negotiation", "NegotiationError", "Option", "PROTOCOL_VERSION", "PacketDecoder",
+    "PacketTooLarge", "Progress", "ProtocolError", "ProtocolFlag", "Quarantine", "Quit",
+    "QuitNewConnection", "Rcpt", "Reject", "ReplaceBody", "ReplyText", "STEPS", "STEP_OF_CODE",
+    "STEP_OF_COMMAND", "STEP_OF_SIGNAL", "STRICT_MAX_PAYLOAD", "ShortPayload", "Shutdown", "Skip",
+    "SocketAddress", "TempFail", "TrailingData", "TruncatedStream", "UnexpectedCommand", "Unknown",
+    "UnknownCommand", "UnknownFamily", "ZeroLengthPacket", "decode_command", "decode_reply",
+    "decode_text", "effective_offer", "encode_packet", "encode_text", "negotiate",
 ]

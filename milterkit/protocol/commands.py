@@ -36,23 +36,8 @@ MACRO_COMMANDS = frozenset(b"CHMRTLNBEUAQK")
 
 
 def _name(command: bytes) -> str:
-    return {
-        b"A": "ABORT",
-        b"B": "BODY",
-        b"C": "CONNECT",
-        b"D": "MACRO",
-        b"E": "END-OF-MESSAGE",
-        b"H": "HELO",
-        b"K": "QUIT_NC",
-        b"L": "HEADER",
-        b"M": "MAIL",
-        b"N": "END-OF-HEADER",
-        b"O": "OPTNEG",
-        b"Q": "QUIT",
-        b"R": "RCPT",
-        b"T": "DATA",
-        b"U": "UNKNOWN",
-    }.get(command, repr(command))
+    command_class = _CLASS_OF_CODE.get(command)
+    return command_class.label if command_class is not None else repr(command)
 
 
 def split_strings(payload: bytes, command: bytes) -> list[bytes]:
@@ -93,6 +78,7 @@ class Negotiate:
     """``O``: the MTA's offer of version, actions and protocol steps."""
 
     code: ClassVar[bytes] = b"O"
+    label: ClassVar[str] = "OPTNEG"
     version: int
     actions: ActionFlag
     protocol: ProtocolFlag
@@ -114,6 +100,7 @@ class DefineMacro:
     """``D``: macro values for the command named by ``stage`` (a command byte such as ``b"M"``)."""
 
     code: ClassVar[bytes] = b"D"
+    label: ClassVar[str] = "MACRO"
     stage: bytes
     macros: Mapping[str, str] = field(default_factory=dict)
 
@@ -165,6 +152,7 @@ class Connect:
     """``C``: a new SMTP client; ``hostname`` is its verified name or ``[address]``."""
 
     code: ClassVar[bytes] = b"C"
+    label: ClassVar[str] = "CONNECT"
     hostname: str
     address: SocketAddress
 
@@ -181,6 +169,7 @@ class Helo:
     """``H``: the HELO/EHLO argument."""
 
     code: ClassVar[bytes] = b"H"
+    label: ClassVar[str] = "HELO"
     name: str
 
     def to_bytes(self) -> bytes:
@@ -192,6 +181,7 @@ class Mail:
     """``M``: MAIL FROM; ``sender`` keeps its angle brackets, ``parameters`` are ESMTP ``K=V``."""
 
     code: ClassVar[bytes] = b"M"
+    label: ClassVar[str] = "MAIL"
     sender: str
     parameters: tuple[str, ...] = ()
 
@@ -204,6 +194,7 @@ class Rcpt:
     """``R``: RCPT TO; ``recipient`` keeps its angle brackets."""
 
     code: ClassVar[bytes] = b"R"
+    label: ClassVar[str] = "RCPT"
     recipient: str
     parameters: tuple[str, ...] = ()
 
@@ -216,6 +207,7 @@ class Data:
     """``T``: the DATA command (protocol version 4 and later)."""
 
     code: ClassVar[bytes] = b"T"
+    label: ClassVar[str] = "DATA"
 
     def to_bytes(self) -> bytes:
         return encode_packet(self.code)
@@ -226,6 +218,7 @@ class Header:
     """``L``: one header; ``value`` keeps folding (``\\n`` + whitespace) as the MTA sent it."""
 
     code: ClassVar[bytes] = b"L"
+    label: ClassVar[str] = "HEADER"
     name: str
     value: str
 
@@ -238,6 +231,7 @@ class EndOfHeader:
     """``N``: the end of the headers."""
 
     code: ClassVar[bytes] = b"N"
+    label: ClassVar[str] = "END-OF-HEADER"
 
     def to_bytes(self) -> bytes:
         return encode_packet(self.code)
@@ -248,6 +242,7 @@ class Body:
     """``B``: one chunk of the body (at most 65535 bytes from real MTAs)."""
 
     code: ClassVar[bytes] = b"B"
+    label: ClassVar[str] = "BODY"
     chunk: bytes
 
     def to_bytes(self) -> bytes:
@@ -259,6 +254,7 @@ class EndOfMessage:
     """``E``: the end of the message; ``chunk`` is a last piece of body some peers attach."""
 
     code: ClassVar[bytes] = b"E"
+    label: ClassVar[str] = "END-OF-MESSAGE"
     chunk: bytes = b""
 
     def to_bytes(self) -> bytes:
@@ -270,6 +266,7 @@ class Abort:
     """``A``: forget the current message (sent by Postfix after every transaction)."""
 
     code: ClassVar[bytes] = b"A"
+    label: ClassVar[str] = "ABORT"
 
     def to_bytes(self) -> bytes:
         return encode_packet(self.code)
@@ -280,6 +277,7 @@ class Quit:
     """``Q``: the session is over."""
 
     code: ClassVar[bytes] = b"Q"
+    label: ClassVar[str] = "QUIT"
 
     def to_bytes(self) -> bytes:
         return encode_packet(self.code)
@@ -290,6 +288,7 @@ class QuitNewConnection:
     """``K``: this SMTP client is done; a new one follows on the same milter connection."""
 
     code: ClassVar[bytes] = b"K"
+    label: ClassVar[str] = "QUIT_NC"
 
     def to_bytes(self) -> bytes:
         return encode_packet(self.code)
@@ -300,6 +299,7 @@ class Unknown:
     """``U``: an SMTP command the MTA does not know, as the client sent it."""
 
     code: ClassVar[bytes] = b"U"
+    label: ClassVar[str] = "UNKNOWN"
     line: str
 
     def to_bytes(self) -> bytes:
@@ -454,30 +454,35 @@ def _decode_unknown(payload: bytes) -> Unknown:
     return Unknown(decode_text(_one_string(payload, b"U")))
 
 
-def _fixed(instance: AnyCommand, command: bytes) -> Callable[[bytes], AnyCommand]:
+def _fixed(instance: AnyCommand) -> Callable[[bytes], AnyCommand]:
     def decode(payload: bytes) -> AnyCommand:
-        _no_payload(payload, command)
+        _no_payload(payload, instance.code)
         return instance
 
     return decode
 
 
+_CLASS_OF_CODE: dict[bytes, type[AnyCommand]] = {
+    c.code: c for c in (Negotiate, DefineMacro, Connect, Helo, Mail, Rcpt, Data, Header,
+                        EndOfHeader, Body, EndOfMessage, Abort, Quit, QuitNewConnection, Unknown)
+}
+
 _DECODERS: dict[bytes, Callable[[bytes], AnyCommand]] = {
-    b"O": _decode_negotiate,
-    b"D": _decode_macro,
-    b"C": _decode_connect,
-    b"H": _decode_helo,
-    b"M": _decode_mail,
-    b"R": _decode_rcpt,
-    b"T": _fixed(_DATA, b"T"),
-    b"L": _decode_header,
-    b"N": _fixed(_EOH, b"N"),
-    b"B": _decode_body,
-    b"E": lambda payload: EndOfMessage(payload),
-    b"A": _fixed(_ABORT, b"A"),
-    b"Q": _fixed(_QUIT, b"Q"),
-    b"K": _fixed(_QUIT_NC, b"K"),
-    b"U": _decode_unknown,
+    Negotiate.code: _decode_negotiate,
+    DefineMacro.code: _decode_macro,
+    Connect.code: _decode_connect,
+    Helo.code: _decode_helo,
+    Mail.code: _decode_mail,
+    Rcpt.code: _decode_rcpt,
+    Data.code: _fixed(_DATA),
+    Header.code: _decode_header,
+    EndOfHeader.code: _fixed(_EOH),
+    Body.code: _decode_body,
+    EndOfMessage.code: lambda payload: EndOfMessage(payload),
+    Abort.code: _fixed(_ABORT),
+    Quit.code: _fixed(_QUIT),
+    QuitNewConnection.code: _fixed(_QUIT_NC),
+    Unknown.code: _decode_unknown,
 }
 
 

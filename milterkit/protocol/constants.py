@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import enum
 
-#: Size of the length prefix of every packet.
-LENGTH_BYTES = 4
 #: Largest body chunk an MTA sends and the size ``replace_body`` splits at.
 CHUNK_SIZE = 65535
 #: libmilter's limit on a packet's payload (length minus the command byte).
@@ -17,52 +15,6 @@ PROTOCOL_VERSION = 6
 #: libmilter's caps on a reply text.
 MAX_REPLY_LINES = 32
 MAX_REPLY_LINE_LENGTH = 980
-
-
-class Command(bytes, enum.Enum):
-    """Command bytes the MTA sends (SMFIC_*)."""
-
-    ABORT = b"A"
-    BODY = b"B"
-    CONNECT = b"C"
-    MACRO = b"D"
-    BODYEOB = b"E"
-    HELO = b"H"
-    QUIT_NC = b"K"
-    HEADER = b"L"
-    MAIL = b"M"
-    EOH = b"N"
-    OPTNEG = b"O"
-    QUIT = b"Q"
-    RCPT = b"R"
-    DATA = b"T"
-    UNKNOWN = b"U"
-
-
-class ReplyCode(bytes, enum.Enum):
-    """Reply bytes the milter sends (SMFIR_*)."""
-
-    ADDRCPT = b"+"
-    DELRCPT = b"-"
-    ADDRCPT_PAR = b"2"
-    SHUTDOWN = b"4"
-    ACCEPT = b"a"
-    REPLBODY = b"b"
-    CONTINUE = b"c"
-    DISCARD = b"d"
-    CHGFROM = b"e"
-    CONN_FAIL = b"f"
-    ADDHEADER = b"h"
-    INSHEADER = b"i"
-    SETSYMLIST = b"l"
-    CHGHEADER = b"m"
-    PROGRESS = b"p"
-    QUARANTINE = b"q"
-    REJECT = b"r"
-    SKIP = b"s"
-    TEMPFAIL = b"t"
-    REPLYCODE = b"y"
-    OPTNEG = b"O"
 
 
 class ActionFlag(enum.IntFlag):
@@ -133,15 +85,3 @@ class MacroStage(enum.IntEnum):
     END_OF_MESSAGE = 5
     END_OF_HEADER = 6
 
-
-#: Command byte -> the macro stage whose list the MTA sends before it.
-MACRO_STAGE_OF_COMMAND: dict[bytes, MacroStage] = {
-    b"C": MacroStage.CONNECT,
-    b"H": MacroStage.HELO,
-    b"M": MacroStage.ENVELOPE_FROM,
-    b"R": MacroStage.ENVELOPE_RECIPIENT,
-    b"T": MacroStage.DATA,
-    b"E": MacroStage.END_OF_MESSAGE,
-    b"N": MacroStage.END_OF_HEADER,
-}
-COMMAND_OF_MACRO_STAGE: dict[MacroStage, bytes] = {v: k for k, v in MACRO_STAGE_OF_COMMAND.items()}

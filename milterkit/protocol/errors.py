@@ -1,17 +1,37 @@
-"""Errors of the wire protocol. Each message says what was wrong and where."""
+"""Errors, split by whose fault they are (h11's ``LocalProtocolError``/``RemoteProtocolError``).
+
+- :class:`LocalError`: *this* side was wrong (our filter, our configuration, our use of the API).
+  It is raised where the mistake is made and nothing is sent for it.
+- :class:`RemoteProtocolError`: the *peer* broke the milter protocol (the MTA for
+  ``ClientContext.feed``, the milter for ``ServerContext.receive``); the connection cannot go on.
+
+Both derive from :class:`MilterkitError`. Each message says what was wrong and where.
+"""
 
 from __future__ import annotations
 
 
-class ProtocolError(Exception):
+class MilterkitError(Exception):
+    """Anything milterkit raises on purpose."""
+
+
+class LocalError(MilterkitError):
+    """This side used the protocol or the API wrongly; raised locally, nothing is sent."""
+
+
+class RemoteProtocolError(MilterkitError):
     """The peer broke the milter protocol; the connection cannot go on.
 
-    ``command`` is the command byte of the offending packet when one is known.
+    ``command`` is the command (or reply) byte of the offending packet when one is known.
     """
 
     def __init__(self, message: str, command: bytes | None = None) -> None:
         super().__init__(message)
         self.command = command
+
+
+#: The older name of :class:`RemoteProtocolError`, kept for existing code.
+ProtocolError = RemoteProtocolError
 
 
 class FramingError(ProtocolError):
@@ -79,5 +99,19 @@ class UnexpectedCommand(ProtocolError):
     """A well-formed command arrived where the session state does not allow it."""
 
 
-class NegotiationError(ProtocolError):
-    """The option negotiation cannot succeed."""
+class NegotiationError(MilterkitError):
+    """The option negotiation cannot succeed; the subclass says whose fault it is."""
+
+
+class UnsupportedOffer(NegotiationError, RemoteProtocolError):
+    """The MTA's offer is one no milter can take (a protocol version below 2)."""
+
+
+class RequirementsNotOffered(NegotiationError, LocalError):
+    """Our own requirements (actions, protocol steps) are more than the MTA offers."""
+
+
+class InvalidValue(LocalError, ValueError):
+    """A command or reply was built with a value the protocol cannot carry (a header name with
+    a colon, an address with CR). A decoder that meets one turns it into a
+    :class:`MalformedPacket`: in bytes that came in, it is the peer's fault."""

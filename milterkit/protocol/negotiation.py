@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .commands import Negotiate
 from .constants import PROTOCOL_VERSION, ActionFlag, MacroStage, ProtocolFlag
-from .errors import NegotiationError
+from .errors import RequirementsNotOffered, UnsupportedOffer
 from .replies import NegotiateReply
 
 P = ProtocolFlag
@@ -65,7 +65,7 @@ def negotiate(
     """Answer ``offer`` with ``request``, as libmilter would.
 
     - The reply version is ``min(6, offered)``; an offer below version 2 is refused.
-    - Requested actions must all be offered, else :class:`NegotiationError` (the caller closes
+    - Requested actions must all be offered, else :class:`RequirementsNotOffered` (the caller closes
       the connection without an ``O`` reply, as libmilter does).
     - No-reply steps the MTA did not offer are left out of the reply and emulated.
     - Event-skipping steps and SKIP that the MTA does not know are dropped; any other requested
@@ -75,7 +75,7 @@ def negotiate(
       end-of-header list along (Sendmail selects EOM macros by the EOH flag).
     """
     if offer.version < 2:
-        raise NegotiationError(f"MTA offers protocol version {offer.version}; at least 2 is needed")
+        raise UnsupportedOffer(f"MTA offers protocol version {offer.version}; at least 2 is needed")
     offered = effective_offer(offer)
     version = min(PROTOCOL_VERSION, offered.version, request.version)
 
@@ -94,7 +94,7 @@ def negotiate(
         lists = {}
     missing = actions & ~offered.actions
     if missing:
-        raise NegotiationError(
+        raise RequirementsNotOffered(
             f"milter requires actions {missing!r} the MTA does not offer "
             f"(offered {offered.actions!r})"
         )
@@ -107,7 +107,7 @@ def negotiate(
     steps &= ~(_DROPPABLE & ~offered.protocol)
     unknown = steps & ~offered.protocol
     if unknown:
-        raise NegotiationError(
+        raise RequirementsNotOffered(
             f"milter requires protocol steps {unknown!r} the MTA does not offer "
             f"(offered {offered.protocol!r})"
         )

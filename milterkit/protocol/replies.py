@@ -15,6 +15,7 @@ from .commands import split_strings
 from .constants import ActionFlag, MacroStage, ProtocolFlag
 from .errors import (
     EmptyName,
+    InvalidValue,
     MalformedPacket,
     ShortPayload,
     TrailingData,
@@ -22,6 +23,40 @@ from .errors import (
 )
 from .framing import encode_packet
 from .text import decode_text, encode_text
+
+
+def check_header_name(name: str) -> None:
+    """A header name must be printable ASCII-ish text without spaces, controls or a colon."""
+    if not isinstance(name, str):
+        raise TypeError("header name and value must be str")
+    if not name:
+        raise InvalidValue("header name must not be empty")
+    for char in name:
+        if char == ":" or ord(char) <= 32 or ord(char) == 127:
+            raise InvalidValue(f"header name {name!r} contains {char!r}")
+
+
+def check_header_value(value: str) -> None:
+    """A header value may fold with ``\\n`` + whitespace but holds no NUL or CR."""
+    if not isinstance(value, str):
+        raise TypeError("header name and value must be str")
+    if "\0" in value or "\r" in value:
+        raise InvalidValue(
+            f"header value {value!r} contains NUL or CR; fold lines with '\\n' + whitespace"
+        )
+
+
+def check_header_index(index: int) -> None:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 0xFFFFFFFF:
+        raise InvalidValue(f"header index must be an int from 0 to 2**32-1, not {index!r}")
+
+
+def check_line(what: str, text: str) -> None:
+    """One non-empty line: no NUL, CR or LF (addresses, quarantine reasons)."""
+    if not isinstance(text, str) or not text:
+        raise InvalidValue(f"{what} must be one non-empty line, not {text!r}")
+    if any(c in text for c in "\0\r\n"):
+        raise InvalidValue(f"{what} must be one non-empty line, not {text!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +193,9 @@ class Quarantine:
     code: ClassVar[bytes] = b"q"
     reason: str
 
+    def __post_init__(self) -> None:
+        check_line("quarantine reason", self.reason)
+
     def to_bytes(self) -> bytes:
         return encode_packet(self.code, encode_text(self.reason) + b"\0")
 
@@ -168,6 +206,9 @@ class AddRecipient:
 
     code: ClassVar[bytes] = b"+"
     recipient: str
+
+    def __post_init__(self) -> None:
+        check_line("recipient", self.recipient)
 
     def to_bytes(self) -> bytes:
         return encode_packet(self.code, encode_text(self.recipient) + b"\0")
@@ -180,6 +221,11 @@ class AddRecipientWithParameters:
     code: ClassVar[bytes] = b"2"
     recipient: str
     parameters: str
+
+    def __post_init__(self) -> None:
+        check_line("recipient", self.recipient)
+        if any(c in self.parameters for c in "\0\r\n"):
+            raise InvalidValue(f"ESMTP parameters {self.parameters!r} contain NUL, CR or LF")
 
     def to_bytes(self) -> bytes:
         return encode_packet(
@@ -194,6 +240,9 @@ class DeleteRecipient:
     code: ClassVar[bytes] = b"-"
     recipient: str
 
+    def __post_init__(self) -> None:
+        check_line("recipient", self.recipient)
+
     def to_bytes(self) -> bytes:
         return encode_packet(self.code, encode_text(self.recipient) + b"\0")
 
@@ -205,6 +254,11 @@ class ChangeFrom:
     code: ClassVar[bytes] = b"e"
     sender: str
     parameters: str | None = None
+
+    def __post_init__(self) -> None:
+        check_line("sender", self.sender)
+        if self.parameters is not None and any(c in self.parameters for c in "\0\r\n"):
+            raise InvalidValue(f"ESMTP parameters {self.parameters!r} contain NUL, CR or LF")
 
     def to_bytes(self) -> bytes:
         payload = encode_text(self.sender) + b"\0"
@@ -221,6 +275,10 @@ class AddHeader:
     name: str
     value: str
 
+    def __post_init__(self) -> None:
+        check_header_name(self.name)
+        check_header_value(self.value)
+
     def to_bytes(self) -> bytes:
         return encode_packet(
             self.code, encode_text(self.name) + b"\0" + encode_text(self.value) + b"\0"
@@ -235,6 +293,11 @@ class InsertHeader:
     index: int
     name: str
     value: str
+
+    def __post_init__(self) -> None:
+        check_header_name(self.name)
+        check_header_value(self.value)
+        check_header_index(self.index)
 
     def to_bytes(self) -> bytes:
         return encode_packet(
@@ -255,6 +318,11 @@ class ChangeHeader:
     index: int
     name: str
     value: str
+
+    def __post_init__(self) -> None:
+        check_header_name(self.name)
+        check_header_value(self.value)
+        check_header_index(self.index)
 
     def to_bytes(self) -> bytes:
         return encode_packet(
@@ -430,4 +498,8 @@ def decode_reply(code: bytes, payload: bytes) -> AnyReply:
     decoder = _REPLY_DECODERS.get(code)
     if decoder is None:
         raise UnknownCommand(f"unknown reply byte {code!r}", code)
-    return decoder(payload)
+    try:
+        return decoder(payload)
+    except InvalidValue as exc:
+        # The rules a milter's own calls obey; in bytes that came in, the peer broke them.
+        raise MalformedPacket(f"reply {code!r}: {exc}", code) from None

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ..context import SIGNAL_NAMES, ClientContext
+from ..handlers import SIGNAL_ARGUMENTS
 from ..protocol.constants import DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage, ProtocolFlag
 from ..signals import SignalTable
 from ..status import Status
@@ -106,7 +107,7 @@ class Client:
         # Validate the context options now, not on the first connection.
         context_class(lambda data: None, tag=0, **self.context_options)
         #: The parent table of every context's signals.
-        self.signals = SignalTable(SIGNAL_NAMES)
+        self.signals = SignalTable(SIGNAL_NAMES, arguments=SIGNAL_ARGUMENTS)
         self._client_signals = SignalTable(CLIENT_SIGNAL_NAMES)
         #: The listening sockets (set by :meth:`bind` or :meth:`start`).
         self.listeners: list[Listener] = []
@@ -156,7 +157,9 @@ class Client:
 
     def create_context(self, write: Callable[[bytes], object]) -> ClientContext:
         """A new context writing to ``write``, with this client's options and handlers."""
-        return self.context_class(write, signals=self.signals, **self.context_options)
+        context = self.context_class(write, signals=self.signals, **self.context_options)
+        context.client = self
+        return context
 
     # ------------------------------------------------------------------ listening
 

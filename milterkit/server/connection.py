@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ..context import ClientContext, StateError
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import NegotiationError, ProtocolError
 from ..result import MessageResult
+from .awaiting import task_outcome
 
 if TYPE_CHECKING:
     from .client import Client
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("milterkit.server")
 
 Done = Callable[[Any, "BaseException | None"], None]
-
-
-class HandlerCancelled(RuntimeError):
-    """A coroutine handler's task was cancelled before it gave a status."""
 
 
 class Connection(asyncio.Protocol):
@@ -84,7 +81,7 @@ class Connection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         try:
             context.feed(data)
-        except ProtocolError as exc:
+        except (ProtocolError, NegotiationError) as exc:
             self._protocol_error(exc)
         except Exception:
             # Only reachable with exception_policy=None: the handler's error is re-raised.
@@ -150,7 +147,7 @@ class Connection(asyncio.Protocol):
     def _on_message_processed(self, context: ClientContext, result: MessageResult) -> None:
         self.verdicts[result.status.nick] += 1
 
-    def _protocol_error(self, exc: ProtocolError) -> None:
+    def _protocol_error(self, exc: Exception) -> None:
         assert self.context is not None
         log.warning("[%s] closing the connection from %s after a protocol error: %s",
                     self.context.tag, _peer(self.context.peer), exc)
@@ -220,14 +217,7 @@ class Connection(asyncio.Protocol):
                 log.debug("[%s] a handler failed after the connection closed: %r",
                           context.tag, task.exception())
             return
-        result: Any = None
-        error: BaseException | None
-        if task.cancelled():
-            error = HandlerCancelled("the coroutine handler was cancelled")
-        else:
-            error = task.exception()
-            if error is None:
-                result = task.result()
+        result, error = task_outcome(task)
         try:
             done(result, error)
         except ProtocolError as exc:

@@ -9,11 +9,12 @@ behave as under the real runtime; a filter with plain handlers never waits on th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..context import ClientContext
 from ..protocol.errors import ProtocolError
+from ..server.awaiting import await_hook
 from ..server.client import Client
 from .message import Message
 from .results import SessionResult
@@ -93,7 +94,7 @@ class InProcess:
 
         server = ServerContext(write_to_milter, **{**self.server_options, **options})
         context = self._factory(write_to_mta)
-        context.await_hook = _await_hook
+        context.await_hook = await_hook
         self.context = context
         try:
             server.run(messages)
@@ -106,20 +107,6 @@ class InProcess:
             if check:
                 raise
         return server.result
-
-
-def _await_hook(awaitable: Awaitable[Any], done: Callable[[Any, BaseException | None], None]
-                ) -> None:
-    """The context's await hook: run the handler's awaitable as a task on the running loop."""
-    task = asyncio.ensure_future(awaitable)
-
-    def finished(task: asyncio.Future[Any]) -> None:
-        if task.cancelled():
-            done(None, asyncio.CancelledError())
-        else:
-            done(task.result() if task.exception() is None else None, task.exception())
-
-    task.add_done_callback(finished)
 
 
 async def _pump(server: ServerContext, context: ClientContext, to_milter: bytearray,

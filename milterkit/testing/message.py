@@ -64,6 +64,20 @@ class Message:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
 
+    def __post_init__(self) -> None:
+        # A recipient given as a string is taken as its raw form (as ``sender`` is); anything
+        # else fails here, not deep inside the MTA simulation.
+        recipients: list[Recipient] = []
+        for recipient in self.recipients:
+            if isinstance(recipient, str):
+                recipient = Recipient(recipient)
+            elif not isinstance(recipient, Recipient):
+                raise TypeError(
+                    f"Message recipients must be Recipient objects or strings, not {recipient!r}"
+                )
+            recipients.append(recipient)
+        self.recipients = recipients
+
     @classmethod
     def build(
         cls,

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..context import NOTIFICATIONS, STAGES, ClientContext
+from ..context import ClientContext
 from ..protocol.commands import AnyCommand, decode_command
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import PacketDecoder, encode_packet
 from ..protocol.replies import AnyReply, decode_reply
+from ..server.awaiting import await_hook
+from ..stages import NOTIFICATIONS, STAGES
 from ..status import Status
 from .capture_format import FROM_MILTER, FROM_MTA, Capture
 from .trace import describe_command, describe_reply
@@ -142,7 +144,7 @@ async def replay_async(
         wake.set()
 
     context = factory(write) if factory is not None else ClientContext(write)
-    context.await_hook = _await_hook
+    context.await_hook = await_hook
     current: list[Step] = []
 
     def note(text: str) -> None:
@@ -150,10 +152,10 @@ async def replay_async(
             current[-1].signals.append(text)
 
     for stage in STAGES.values():
-        context.connect(stage.response, _response_recorder(stage.name, note))
+        context.signals.connect(stage.response, _response_recorder(stage.name, note))
     for name in NOTIFICATIONS:
         if name != "define-macro":  # the MACRO line of the trace already shows them
-            context.connect(name, _notification_recorder(name, note))
+            context.signals.connect(name, _notification_recorder(name, note))
 
     start = capture.start
     packets, stream_error = _packets(capture)
@@ -194,7 +196,8 @@ async def replay_async(
 
 
 def _response_recorder(stage: str, note: Callable[[str], None]) -> Callable[..., None]:
-    def record(context: ClientContext, status: Status) -> None:
+    def record(context: ClientContext, *args: Any) -> None:
+        status: Status = args[-1]  # negotiate-response has the option and requests first
         note(f"{stage} -> {status.nick}")
 
     return record
@@ -214,16 +217,6 @@ def _show(value: Any) -> str:
     if hasattr(value, "status") and hasattr(value, "recipients"):  # a MessageResult
         return f"status={value.status.nick} recipients={len(value.recipients)}"
     return str(value)
-
-
-def _await_hook(awaitable: Any, done: Callable[[Any, BaseException | None], None]) -> None:
-    task = asyncio.ensure_future(awaitable)
-
-    def finished(task: asyncio.Future[Any]) -> None:
-        error = None if task.cancelled() else task.exception()
-        done(None if error is not None or task.cancelled() else task.result(), error)
-
-    task.add_done_callback(finished)
 
 
 def _compare(result: ReplayResult) -> list[Difference]:

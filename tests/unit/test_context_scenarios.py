@@ -75,7 +75,8 @@ def test_feed_negotiate(mocker: MockerFixture) -> None:
     (_, option, requests), _kwargs = handler.call_args
     assert option == Option(2, SEVEN_ACTIONS, SEVEN_STEPS)
     assert isinstance(requests, MacrosRequests) and requests == {}
-    response.assert_called_once_with(context, Status.CONTINUE)
+    # milter-manager's negotiate-response arguments: the option, the requests, the status.
+    response.assert_called_once_with(context, option, requests, Status.CONTINUE)
     assert context.state is State.NEGOTIATE_REPLIED
     assert len(context.macros) == 0
     assert wire.data == optneg_reply(2, SEVEN_ACTIONS, SEVEN_STEPS)
@@ -92,9 +93,11 @@ def test_feed_negotiate_progress(mocker: MockerFixture) -> None:
     assert context.state is State.NEGOTIATE
     assert context.pending == "negotiate"
     assert wire.data == b""
-    # milterkit extension: answering later writes the reply then.
-    context.emit("negotiate-response", Status.CONTINUE)
-    response.assert_called_once_with(context, Status.CONTINUE)
+    # Answering later writes the reply then, with milter-manager's arguments.
+    option = context.option
+    assert option == Option(2, SEVEN_ACTIONS, SEVEN_STEPS)
+    context.emit("negotiate-response", option, context.macros_requests, Status.CONTINUE)
+    response.assert_called_once_with(context, option, context.macros_requests, Status.CONTINUE)
     assert wire.data == optneg_reply(2, SEVEN_ACTIONS, SEVEN_STEPS)
 
 
@@ -321,8 +324,10 @@ def test_feed_abort_outsize_message_processing(mocker: MockerFixture) -> None:
     context.connect("abort", abort)
     context.feed(CONNECT + HELO)
     assert not context.in_message_processing
+    # The seed's contract: abort is only for a message whose processing is not complete.
     context.feed(packet(b"A"))
-    abort.assert_called_once_with(context, State.HELO_REPLIED)
+    abort.assert_not_called()
+    assert context.state is State.HELO_REPLIED
 
 
 def test_timeout(mocker: MockerFixture) -> None:
@@ -362,8 +367,11 @@ def test_private() -> None:
     context.connect("helo", lambda ctx, *_a: ctx.private.append("helo"))
     context.feed(optneg() + CONNECT + HELO)
     assert context.get_private() == ["negotiate", "connect", "helo"]
-    # milterkit scopes private data to the mail transaction (pymilter's use): cleared at EOM.
-    context.feed(MAIL + packet(b"E"))
+    # Private data lives for the connection, as pymilter's setpriv and milter-manager's do.
+    context.feed(MAIL + packet(b"E") + packet(b"A") + MAIL)
+    assert context.private == ["negotiate", "connect", "helo"]
+    # A new SMTP client on the connection (QUIT_NC) starts with none, like connection_data.
+    context.feed(packet(b"K"))
     assert context.private is None
 
 
@@ -450,7 +458,7 @@ def end_of_message(
             raised.append(exc)
 
     signal = {b"E": "end-of-message", b"B": "body"}[state]
-    context.connect(signal, handler)
+    context.signals.connect(signal, handler)
     context.feed(optneg() + CONNECT + HELO + MAIL + RCPT + packet(b"T"))
     wire.take()
     context.feed(packet(state, b"chunk"))

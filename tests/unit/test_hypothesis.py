@@ -177,6 +177,14 @@ u32 = st.integers(min_value=0, max_value=2**32 - 1)
 #: Any text the wire can carry: bytes without NUL, decoded as the codec decodes them.
 text = st.binary(max_size=30).map(lambda b: decode_text(b.replace(b"\0", b"")))
 name = text.filter(bool)
+#: One non-empty line (addresses, quarantine reasons): the reply classes refuse CR and LF.
+line = name.map(lambda t: t.replace("\r", "").replace("\n", "")).filter(bool)
+#: A header name and value as the reply classes take them (no colon, space or control in the
+#: name; no CR in the value).
+header_name = st.text(st.characters(min_codepoint=33, max_codepoint=0x10FFFF,
+                                    blacklist_characters=":\x7f",
+                                    blacklist_categories=["Cs"]), min_size=1, max_size=20)
+header_value = text.map(lambda t: t.replace("\r", ""))
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.ip_addresses(v=6).map(str)
 port = st.integers(min_value=0, max_value=65535)
@@ -213,14 +221,14 @@ replies: st.SearchStrategy[AnyReply] = st.one_of(
     st.sampled_from([Continue(), Reject(), TempFail(), Accept(), Discard(), Skip(), Progress(),
                      Shutdown(), ConnectionFailure()]),
     st.builds(ReplyText, text),
-    st.builds(Quarantine, text),
-    st.builds(AddRecipient, text),
-    st.builds(AddRecipientWithParameters, text, text),
-    st.builds(DeleteRecipient, text),
-    st.builds(ChangeFrom, text, st.none() | name),
-    st.builds(AddHeader, name, text),
-    st.builds(InsertHeader, u32, name, text),
-    st.builds(ChangeHeader, u32, name, text),
+    st.builds(Quarantine, line),
+    st.builds(AddRecipient, line),
+    st.builds(AddRecipientWithParameters, line, line),
+    st.builds(DeleteRecipient, line),
+    st.builds(ChangeFrom, line, st.none() | line),
+    st.builds(AddHeader, header_name, header_value),
+    st.builds(InsertHeader, u32, header_name, header_value),
+    st.builds(ChangeHeader, u32, header_name, header_value),
     st.builds(ReplaceBody, st.binary(max_size=200)),
 )
 

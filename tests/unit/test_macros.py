@@ -58,11 +58,13 @@ def test_missing_macro() -> None:
     ("command", "left"),
     [
         (b"C", b"C"),
-        (b"H", b"CHU"),
-        (b"M", b"CHMU"),
-        (b"R", b"CHMRU"),
-        (b"T", b"CHMRTLNBEU"),
-        (b"E", b"CHMRTLNBEU"),
+        (b"H", b"CH"),
+        (b"M", b"CHM"),
+        (b"R", b"CHMR"),
+        (b"T", b"CHMRTLNBE"),
+        (b"E", b"CHMRTLNBE"),
+        # UNKNOWN's macros last until the next command: only another U keeps them.
+        (b"U", b"CHMRTLNBEU"),
     ],
 )
 def test_clear_after_forgets_later_stages(command: bytes, left: bytes) -> None:

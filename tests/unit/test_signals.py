@@ -60,7 +60,12 @@ def test_typo_fails_loudly_with_a_hint() -> None:
     table = SignalTable(NAMES)
     with pytest.raises(ValueError, match=r"unknown signal 'end_of_message'.*'end-of-message'"):
         table.connect("end_of_message", print)
-    with pytest.raises(ValueError, match=r"unknown signal 'hedaer'$"):
+    # A near miss gets a guess, and every unknown name the list of valid ones.
+    with pytest.raises(
+        ValueError,
+        match=r"unknown signal 'hedaer' \(did you mean 'header'\?\); valid: body, end-of-message, "
+        r"header$",
+    ):
         table.signal("hedaer")
 
 

@@ -110,7 +110,7 @@ class SignalLog:
     def __init__(self, context: ClientContext, names: Iterable[str] = EVENT_SIGNALS) -> None:
         self.events: list[tuple[str, tuple[Any, ...]]] = []
         for name in names:
-            context.connect(name, self._recorder(name))
+            context.signals.connect(name, self._recorder(name))  # names known at run time
 
     def _recorder(self, name: str) -> Callable[..., None]:
         def record(_context: ClientContext, *args: Any) -> None:
