@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from milterkit.protocol.replies import Continue
-from milterkit.server._mta_driver import MTA
+from milterkit.testing.raw_mta import MTA
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = b"".join(b"Line %d of a modest message body, about eighty bytes long.....\r\n" % i

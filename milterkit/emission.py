@@ -26,7 +26,7 @@ from .stages import (
     STAGES,
     Stage,
 )
-from .status import PASS, PASSING, State, Status
+from .status import NEXT_HANDLER_RUNS, NO_VERDICT, State, Status
 
 if TYPE_CHECKING:
     from .macros import MacrosRequests
@@ -229,7 +229,7 @@ class Emitter:
             if result is S.NOT_CHANGE:
                 continue
             status = result
-            if status not in PASSING:
+            if status not in NEXT_HANDLER_RUNS:
                 return status
         return status
 
@@ -257,7 +257,7 @@ class Emitter:
                     merged = status
                 else:
                     merged = _coerce(stage, result)
-                if merged in PASSING:
+                if merged in NEXT_HANDLER_RUNS:
                     final = self._run_handlers(stage, args, receivers, merged)
                     if final is _WAITING:
                         return
@@ -274,7 +274,7 @@ class Emitter:
 
     def _check(self, stage: Stage, status: Status) -> Status:
         """Refuse a status that is not valid for ``stage``, locally and clearly."""
-        if status in PASS:
+        if status in NO_VERDICT:
             return status  # "go on" is valid everywhere
         if status not in stage.allowed:
             valid = ", ".join(sorted(s.name for s in stage.allowed))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .protocol.constants import ProtocolFlag as P
 from .protocol.steps import STEP_OF_SIGNAL, CommandStep
-from .status import PASS, State, Status
+from .status import NO_VERDICT, State, Status
 
 S = Status
 _CONNECTION_STATUSES = frozenset({S.REJECT, S.TEMPORARY_FAILURE, S.ACCEPT, S.NO_REPLY, S.PROGRESS})
@@ -57,22 +57,23 @@ def _stage(signal: str, state: State, replied: State, allowed: frozenset[Status]
 
 
 NEGOTIATE = _stage("negotiate", State.NEGOTIATE, State.NEGOTIATE_REPLIED,
-                   PASS | {S.ALL_OPTIONS, S.REJECT, S.TEMPORARY_FAILURE, S.PROGRESS})
-CONNECT = _stage("connect", State.CONNECT, State.CONNECT_REPLIED, PASS | _CONNECTION_STATUSES)
-HELO = _stage("helo", State.HELO, State.HELO_REPLIED, PASS | _CONNECTION_STATUSES)
+                   NO_VERDICT | {S.ALL_OPTIONS, S.REJECT, S.TEMPORARY_FAILURE, S.PROGRESS})
+CONNECT = _stage("connect", State.CONNECT, State.CONNECT_REPLIED, NO_VERDICT | _CONNECTION_STATUSES)
+HELO = _stage("helo", State.HELO, State.HELO_REPLIED, NO_VERDICT | _CONNECTION_STATUSES)
 ENVELOPE_FROM = _stage("envelope-from", State.ENVELOPE_FROM, State.ENVELOPE_FROM_REPLIED,
-                       PASS | _MESSAGE_STATUSES)
+                       NO_VERDICT | _MESSAGE_STATUSES)
 ENVELOPE_RECIPIENT = _stage("envelope-recipient", State.ENVELOPE_RECIPIENT,
-                            State.ENVELOPE_RECIPIENT_REPLIED, PASS | _MESSAGE_STATUSES)
-DATA = _stage("data", State.DATA, State.DATA_REPLIED, PASS | _MESSAGE_STATUSES)
+                            State.ENVELOPE_RECIPIENT_REPLIED, NO_VERDICT | _MESSAGE_STATUSES)
+DATA = _stage("data", State.DATA, State.DATA_REPLIED, NO_VERDICT | _MESSAGE_STATUSES)
 UNKNOWN = _stage("unknown", State.UNKNOWN, State.UNKNOWN_REPLIED,
-                 PASS | {S.REJECT, S.TEMPORARY_FAILURE, S.NO_REPLY, S.PROGRESS})
-HEADER = _stage("header", State.HEADER, State.HEADER_REPLIED, PASS | _MESSAGE_STATUSES)
+                 NO_VERDICT | {S.REJECT, S.TEMPORARY_FAILURE, S.NO_REPLY, S.PROGRESS})
+HEADER = _stage("header", State.HEADER, State.HEADER_REPLIED, NO_VERDICT | _MESSAGE_STATUSES)
 END_OF_HEADER = _stage("end-of-header", State.END_OF_HEADER, State.END_OF_HEADER_REPLIED,
-                       PASS | _MESSAGE_STATUSES)
-BODY = _stage("body", State.BODY, State.BODY_REPLIED, PASS | _MESSAGE_STATUSES | {S.SKIP})
+                       NO_VERDICT | _MESSAGE_STATUSES)
+BODY = _stage("body", State.BODY, State.BODY_REPLIED, NO_VERDICT | _MESSAGE_STATUSES | {S.SKIP})
 END_OF_MESSAGE = _stage("end-of-message", State.END_OF_MESSAGE, State.END_OF_MESSAGE_REPLIED,
-                        PASS | {S.REJECT, S.TEMPORARY_FAILURE, S.ACCEPT, S.DISCARD, S.PROGRESS})
+                        NO_VERDICT | {S.REJECT, S.TEMPORARY_FAILURE, S.ACCEPT, S.DISCARD,
+                                      S.PROGRESS})
 ABORT = _stage("abort", State.ABORT, State.ABORT_REPLIED, frozenset(Status))
 
 #: Every stage a handler answers, by signal name, in session order.

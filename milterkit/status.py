@@ -43,10 +43,14 @@ class Status(enum.IntEnum):
             raise ValueError(f"unknown status {name!r}") from None
 
 
-#: Statuses that let the emission go on to the next handler.
-PASSING = frozenset({Status.DEFAULT, Status.CONTINUE, Status.ALL_OPTIONS})
-#: Statuses that mean "go on" in a reply.
-PASS = frozenset({Status.DEFAULT, Status.NOT_CHANGE, Status.CONTINUE})
+#: Statuses after which the next handler of the signal still runs (the accumulator's rule):
+#: ``NOT_CHANGE`` is not one of them only because it is skipped before this test.
+NEXT_HANDLER_RUNS = frozenset({Status.DEFAULT, Status.CONTINUE, Status.ALL_OPTIONS})
+#: Statuses that are no verdict: as a reply they mean "go on" and are valid at every stage.
+NO_VERDICT = frozenset({Status.DEFAULT, Status.NOT_CHANGE, Status.CONTINUE})
+#: The older names of :data:`NEXT_HANDLER_RUNS` and :data:`NO_VERDICT`.
+PASSING = NEXT_HANDLER_RUNS
+PASS = NO_VERDICT
 
 
 class State(enum.IntEnum):

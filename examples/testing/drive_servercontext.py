@@ -21,7 +21,6 @@ from milterkit.protocol import AddHeader, Continue, NegotiateReply, SocketAddres
 from milterkit.protocol.constants import ActionFlag, ProtocolFlag
 from milterkit.testing import (
     SENDMAIL,
-    Connection,
     Exchange,
     Message,
     MessageOutcome,
@@ -31,6 +30,7 @@ from milterkit.testing import (
     ReplyTimeout,
     ServerContext,
     SessionResult,
+    SMTPClient,
     Timeouts,
     run_session_async,
 )
@@ -110,7 +110,7 @@ def part_one() -> SessionResult:
     server = ServerContext(
         to_milter.extend,
         profile=profile,
-        connection=Connection(
+        connection=SMTPClient(
             hostname="client.example.net",
             address=SocketAddress("6", "2001:db8::25", 52000),
             helo="client.example.net",

@@ -12,18 +12,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..protocol.steps import STEPS
 
 if TYPE_CHECKING:
     from ..protocol.commands import SocketAddress
-from pathlib import Path
 
 HELP = "Act as an MTA: send messages to a milter and print its verdicts and changes."
 
 _DEFAULT_BODY = [f"La de da de da {n}.\r\n".encode() for n in range(1, 5)]
+#: ``--<signal>-macro`` options: the events that come with a macro list of their own (from the
+#: steps table), by signal, with the command byte the macros are sent for.
 _MACRO_OPTIONS = {
-    "connect": "C", "helo": "H", "envelope-from": "M", "envelope-recipient": "R", "data": "T",
-    "end-of-header": "N", "end-of-message": "E", "unknown": "U",
+    step.signal: step.code.decode("ascii")
+    for step in STEPS
+    if step.signal is not None and step.macros_from == step.code
 }
 
 
@@ -113,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     from ..server.spec import SpecError, parse_spec
     from ..testing.message import Message, Recipient, bracket, parse_message, raw_value, to_crlf
     from ..testing.report import session_report
-    from ..testing.server import Connection, Submission, Timeouts
+    from ..testing.server import SMTPClient, Submission, Timeouts
     from ..testing.sockets import run_sessions_async
     from ..tools.trace import exchange_lines
 
@@ -170,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
         timeouts = Timeouts(args.connection_timeout, args.reading_timeout,
                             args.end_of_message_timeout)
     color = args.color == "yes" or (args.color == "auto" and sys.stdout.isatty())
-    connection = Connection(args.connect_host, address, None if args.no_helo else args.helo_fqdn)
+    connection = SMTPClient(args.connect_host, address, None if args.no_helo else args.helo_fqdn)
 
     messages = [Submission(message.copy(), chunks, args.unknown) for _ in range(args.messages)]
     options = dict(profile=args.profile, version=args.negotiate_version, connection=connection,

@@ -26,23 +26,24 @@ from .inprocess import InProcess, run_in_process
 from .message import Message, Recipient, parse_message
 from .profile import POSTFIX, SENDMAIL, Profile
 from .results import Exchange, MessageOutcome, RejectedRecipient, SessionResult
+from .server import Connection as Connection  # the older name of SMTPClient
 from .server import (
-    Connection,
     MilterProtocolViolation,
     ReplyTimeout,
     ServerContext,
+    SMTPClient,
     Submission,
     Timeouts,
 )
 from .sockets import run_session, run_session_async
 
 __all__ = [
-    "POSTFIX", "SENDMAIL", "Connection", "Exchange", "InProcess", "Message", "MessageOutcome",
-    "MilterProtocolViolation", "Profile", "Recipient", "RejectedRecipient", "ReplyTimeout",
+    "Exchange", "InProcess", "Message", "MessageOutcome", "MilterProtocolViolation", "POSTFIX",
+    "Profile", "Recipient", "RejectedRecipient", "ReplyTimeout", "SENDMAIL", "SMTPClient",
     "ServerContext", "SessionResult", "Submission", "Timeouts", "assert_body_replaced",
-    "assert_from_changed", "assert_header_added", "assert_header_changed",
-    "assert_header_deleted", "assert_header_inserted", "assert_not_modified",
-    "assert_not_quarantined", "assert_quarantined", "assert_recipient_added",
-    "assert_recipient_deleted", "assert_recipient_rejected", "assert_verdict",
-    "parse_message", "run_in_process", "run_session", "run_session_async",
+    "assert_from_changed", "assert_header_added", "assert_header_changed", "assert_header_deleted",
+    "assert_header_inserted", "assert_not_modified", "assert_not_quarantined",
+    "assert_quarantined", "assert_recipient_added", "assert_recipient_deleted",
+    "assert_recipient_rejected", "assert_verdict", "parse_message", "run_in_process",
+    "run_session", "run_session_async",
 ]

@@ -38,9 +38,9 @@ from milterkit.protocol import (
 )
 from milterkit.protocol.replies import Continue, Skip
 from milterkit.testing import (
-    Connection,
     InProcess,
     Message,
+    SMTPClient,
     Submission,
     assert_header_added,
     assert_not_modified,
@@ -152,9 +152,9 @@ def test_greylist_defers_a_new_triplet_until_the_delay_has_passed() -> None:
 def test_greylist_matches_the_sending_network_not_the_host() -> None:
     _, clock, runner = greylist_runner()
     mail = Message.build(recipients=["a@example.org"])
-    first_host = Connection(address=SocketAddress("4", "192.0.2.10", 40000))
-    sibling = Connection(address=SocketAddress("4", "192.0.2.77", 40001))
-    elsewhere = Connection(address=SocketAddress("4", "198.51.100.7", 40002))
+    first_host = SMTPClient(address=SocketAddress("4", "192.0.2.10", 40000))
+    sibling = SMTPClient(address=SocketAddress("4", "192.0.2.77", 40001))
+    elsewhere = SMTPClient(address=SocketAddress("4", "198.51.100.7", 40002))
     assert_verdict(runner.run(mail, connection=first_host), "temporary-failure")
     clock.now += 400
     assert_verdict(runner.run(mail, connection=sibling), "pass")

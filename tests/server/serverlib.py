@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from milterkit.server import Client
-from milterkit.server._mta_driver import MTA, MTAError, Outcome, Step
 from milterkit.server.loop import run as run_loop
+from milterkit.testing.raw_mta import MTA, Answer, MTAError, Outcome
 
-__all__ = ["MTA", "MTAError", "Outcome", "Step", "run", "serving", "short_tmpdir"]
+__all__ = ["MTA", "Answer", "MTAError", "Outcome", "run", "serving", "short_tmpdir"]
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

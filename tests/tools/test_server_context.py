@@ -18,12 +18,12 @@ from milterkit.protocol import replies as rep
 from milterkit.protocol.commands import decode_command
 from milterkit.testing import (
     SENDMAIL,
-    Connection,
     InProcess,
     Message,
     MilterProtocolViolation,
     ReplyTimeout,
     ServerContext,
+    SMTPClient,
     Submission,
     Timeouts,
     run_in_process,
@@ -78,7 +78,7 @@ def test_offer_bytes_are_postfix_defaults() -> None:
 
 
 def test_postfix_order_macros_before_every_event_and_abort_after_message() -> None:
-    commands, _, result = wire(every_event, MESSAGE, connection=Connection(
+    commands, _, result = wire(every_event, MESSAGE, connection=SMTPClient(
         "client.example.net", SocketAddress("6", "2001:db8::1", 25)))
     assert codes(commands) == "ODCDHDMDRDRDTDLDLDLDNDBDEAQ"
     connect = commands[2]
@@ -93,7 +93,7 @@ def test_postfix_sends_smtp_level_macros_even_for_events_the_milter_skips() -> N
 
 
 def test_sendmail_order_ipv6_prefix_no_macros_for_headers_and_no_abort() -> None:
-    commands, _, _ = wire(every_event, MESSAGE, profile="sendmail", connection=Connection(
+    commands, _, _ = wire(every_event, MESSAGE, profile="sendmail", connection=SMTPClient(
         "client.example.net", SocketAddress("6", "2001:db8::1", 25)))
     assert codes(commands) == "ODCHDMDRDRTLLLNBDEQ"
     connect = commands[2]

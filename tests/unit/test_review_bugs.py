@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from unitlib import (
-    C,
     FULL_PROTOCOL,
+    C,
     R,
     SignalLog,
     new_context,
@@ -48,7 +48,7 @@ def at_mail(**kwargs: Any) -> tuple[ClientContext, Any]:
 def test_a_bare_int_status_is_a_status_error_under_the_exception_policy(number: int) -> None:
     context, wire = at_mail()
     errors = SignalLog(context, ["error"])
-    context.connect("envelope-from", lambda _c, _a: number)  # type: ignore[arg-type,return-value]
+    context.connect("envelope-from", lambda _c, _a: number)  # type: ignore[call-overload]
     context.feed(MAIL)
     # Not 'r' (milterkit's 3) nor 'd' (its 4, a silent discard): the policy's 451.
     assert wire.data == POLICY_REPLY
