@@ -11,17 +11,16 @@ from ..context import ClientContext
 from ..macros import MacrosRequests
 from ..protocol.commands import SocketAddress
 from ..protocol.negotiation import Option
+from ..protocol.steps import STEPS
 from ..server.client import Client
 from ..status import State, Status
 from .trace import preview
 
 Print = Callable[[str], object]
 
-#: Event signal -> the command byte whose macros it prints.
+#: Event signal -> the command byte whose macros it prints (from the steps table).
 _STAGE_BYTES = {
-    "connect": b"C", "helo": b"H", "envelope-from": b"M", "envelope-recipient": b"R",
-    "data": b"T", "unknown": b"U", "header": b"L", "end-of-header": b"N", "body": b"B",
-    "end-of-message": b"E",
+    step.signal: step.code for step in STEPS if step.signal not in (None, "negotiate", "abort")
 }
 
 

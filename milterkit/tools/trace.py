@@ -33,30 +33,28 @@ def describe_macros(macros: Mapping[str, str]) -> str:
 def describe_command(command: AnyCommand) -> str:
     """``HEADER Subject: hello``, ``MACRO M {i=..}``, ``BODY 12 bytes: ...`` and so on."""
     if isinstance(command, cmd.Negotiate):
-        return (f"OPTNEG version={command.version} actions={int(command.actions):#x} "
+        return (f"{command.label} version={command.version} actions={int(command.actions):#x} "
                 f"protocol={int(command.protocol):#x}")
     if isinstance(command, cmd.DefineMacro):
-        return f"MACRO {command.stage.decode('ascii', 'replace')} {describe_macros(command.macros)}"
+        stage = command.stage.decode("ascii", "replace")
+        return f"{command.label} {stage} {describe_macros(command.macros)}"
     if isinstance(command, cmd.Connect):
-        return f"CONNECT host={command.hostname} address={command.address}"
+        return f"{command.label} host={command.hostname} address={command.address}"
     if isinstance(command, cmd.Helo):
-        return f"HELO {command.name}"
+        return f"{command.label} {command.name}"
     if isinstance(command, cmd.Mail):
-        return " ".join(["MAIL", command.sender, *command.parameters])
+        return " ".join([command.label, command.sender, *command.parameters])
     if isinstance(command, cmd.Rcpt):
-        return " ".join(["RCPT", command.recipient, *command.parameters])
+        return " ".join([command.label, command.recipient, *command.parameters])
     if isinstance(command, cmd.Header):
-        return f"HEADER {command.name}: {command.value!r}"[: 200]
+        return f"{command.label} {command.name}: {command.value!r}"[: 200]
     if isinstance(command, cmd.Body):
-        return f"BODY {preview(command.chunk)}"
+        return f"{command.label} {preview(command.chunk)}"
     if isinstance(command, cmd.EndOfMessage):
-        return "END-OF-MESSAGE" + (f" {preview(command.chunk)}" if command.chunk else "")
+        return command.label + (f" {preview(command.chunk)}" if command.chunk else "")
     if isinstance(command, cmd.Unknown):
-        return f"UNKNOWN {command.line}"
-    return {
-        cmd.Data: "DATA", cmd.EndOfHeader: "END-OF-HEADER", cmd.Abort: "ABORT",
-        cmd.Quit: "QUIT", cmd.QuitNewConnection: "QUIT_NC",
-    }[type(command)]
+        return f"{command.label} {command.line}"
+    return command.label  # DATA, END-OF-HEADER, ABORT, QUIT, QUIT_NC
 
 
 def describe_reply(reply: AnyReply) -> str:

@@ -72,7 +72,7 @@ def test_option_is_settable_while_the_negotiate_reply_is_owed() -> None:
 
 
 def test_option_after_negotiation_may_only_narrow_the_actions() -> None:
-    context, wire = new_context(protocol=ProtocolFlag.NONE)
+    context, _wire = new_context(protocol=ProtocolFlag.NONE)
     context.feed(optneg())
     assert context.option is not None
     steps = context.option.protocol
