@@ -290,7 +290,7 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
 
     def _set_state(self, state: State) -> None:
         self.state = state
-        if state.name in STAGES_BY_STATE:
+        if state in _COMMAND_STATES:
             self.last_state = state
 
     # ------------------------------------------------------------------ command handlers
@@ -465,8 +465,8 @@ def _fault(exc: Exception) -> str:
     return "negotiation failed (our own requirements)"
 
 
-#: State names of the stages: ``last_state`` follows only these (milter-manager's rule).
-STAGES_BY_STATE = frozenset(stage.state.name for stage in STAGES.values() if stage is not ABORT)
+#: The states of the stages: ``last_state`` follows only these (milter-manager's rule).
+_COMMAND_STATES = frozenset(stage.state for stage in STAGES.values() if stage is not ABORT)
 
 # Command class -> handler; decode_command has already refused any other byte.
 _HANDLERS: dict[type, Callable[[ClientContext, Any], None]] = {

@@ -54,6 +54,7 @@ class Emitter:
     signals: SignalTable
     tag: int
     state: State
+    last_state: State
     status: Status
     messages: int
     negotiation: Negotiation | None
@@ -188,7 +189,7 @@ class Emitter:
     # ------------------------------------------------------------------ a stage's emission
 
     def _dispatch(self, stage: Stage, args: tuple[Any, ...]) -> None:
-        self._set_state(stage.state)
+        self.state = self.last_state = stage.state  # every stage state is a command state
         self._pending = stage
         receivers = self._receivers(stage)
         if not receivers:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..context import ClientContext, StateError
 from ..protocol.errors import NegotiationError, ProtocolError
 from ..result import MessageResult
+from .awaiting import HandlerCancelled as HandlerCancelled  # its home was here
 from .awaiting import task_outcome
 
 if TYPE_CHECKING:

@@ -187,3 +187,28 @@ def test_message_takes_recipients_as_strings() -> None:
     assert result.last.message.recipient_addresses == ["<x@example.org>"]
     with pytest.raises(TypeError, match="recipients"):
         Message(recipients=[42])  # type: ignore[list-item]
+
+
+# --------------------------------------------------------------------------- 5. one await rule
+
+
+def test_a_cancelled_coroutine_handler_is_answered_by_the_policy_in_process() -> None:
+    import asyncio
+
+    from milterkit import Client
+
+    def setup(client: Client) -> None:
+        async def cancelled(context: ClientContext, address: str) -> Status | None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(5)
+            return None
+
+        client.connect("envelope-from", cancelled)
+
+    # The runtime, InProcess and replay share one rule: a cancelled handler is a failure
+    # (HandlerCancelled) under the exception policy, never a silent CONTINUE or a hang.
+    result = run_in_process(setup, Message.build())
+    assert result.last.status is Status.TEMPORARY_FAILURE
+    assert result.last.reply == "451 4.3.0 Temporary failure in the mail filter"
