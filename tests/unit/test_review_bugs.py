@@ -1,4 +1,5 @@
-"""The correctness bugs found in review (issue 8, b to j), one behaviour per test.
+"""The correctness bugs found in review (issue 8, b to j) and the one-rule items (4, 5), one
+behaviour per test.
 
 Each test failed on the code before its fix; the replies are checked byte for byte against
 packets written out by hand (``unitlib``).
@@ -23,8 +24,27 @@ from unitlib import (
     y,
 )
 
-from milterkit import ClientContext, MacrosRequests, Option, State, Status, StatusError
-from milterkit.protocol import ActionFlag, ProtocolFlag
+from milterkit import (
+    ClientContext,
+    InvalidValue,
+    LocalError,
+    MacrosRequests,
+    Option,
+    RemoteProtocolError,
+    State,
+    Status,
+    StatusError,
+)
+from milterkit.protocol import (
+    ActionFlag,
+    AddHeader,
+    AddRecipient,
+    ChangeHeader,
+    MalformedPacket,
+    ProtocolFlag,
+    Quarantine,
+    decode_reply,
+)
 from milterkit.testing import Message, Recipient, run_in_process
 
 CONNECT = packet(b"C", b"mx.example.net\x004\x00\x19192.0.2.1\0")
@@ -212,3 +232,27 @@ def test_a_cancelled_coroutine_handler_is_answered_by_the_policy_in_process() ->
     result = run_in_process(setup, Message.build())
     assert result.last.status is Status.TEMPORARY_FAILURE
     assert result.last.reply == "451 4.3.0 Temporary failure in the mail filter"
+
+
+# ----------------------------------------------------------------- 4. one rule, both sides
+
+
+@pytest.mark.parametrize(
+    ("code", "payload", "build"),
+    [
+        (b"h", b"Bad:Name\0v\0", lambda: AddHeader("Bad:Name", "v")),
+        (b"h", b"X-A\0a\rb\0", lambda: AddHeader("X-A", "a\rb")),
+        (b"m", b"\0\0\0\1Bad Name\0v\0", lambda: ChangeHeader(1, "Bad Name", "v")),
+        (b"+", b"a\nb\0", lambda: AddRecipient("a\nb")),
+        (b"q", b"\0", lambda: Quarantine("")),
+    ],
+)
+def test_reply_classes_and_the_mta_side_decoder_apply_the_same_rules(
+    code: bytes, payload: bytes, build: Any
+) -> None:
+    with pytest.raises(InvalidValue) as local:
+        build()  # the milter's own call: our fault
+    with pytest.raises(MalformedPacket) as remote:
+        decode_reply(code, payload)  # the same bytes coming in: the peer's fault
+    assert str(local.value) in str(remote.value)
+    assert isinstance(local.value, LocalError) and isinstance(remote.value, RemoteProtocolError)
