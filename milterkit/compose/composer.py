@@ -36,7 +36,7 @@ P = ProtocolFlag
 S = Status
 
 #: Notifications passed on to every filter that is attached to the connection.
-_NOTIFICATIONS = ("define-macro", "timeout", "message-processed", "error")
+_NOTIFICATIONS = ("define-macro", "timeout", "error")
 
 
 class Composer:
@@ -78,6 +78,7 @@ class Composer:
         client.connect("abort", self._on_abort)
         client.connect("reset", self._on_reset)
         client.connect("finished", self._on_finished)
+        client.connect("message-processed", self._on_message_processed)
         for name in _NOTIFICATIONS:
             client.connect(name, self._notifier(name))
         log.info("composed %d filter(s): %s", len(self.filters), ", ".join(
@@ -231,6 +232,11 @@ class Composer:
         for member in self._attached(context):
             self._tell(context, member, "abort", state)
         connection.end_message()
+
+    def _on_message_processed(self, context: ClientContext, result: Any) -> None:
+        for member in self._attached(context):
+            self._tell(context, member, "message-processed", result)
+        self.connection(context).end_message()  # no ABORT need follow end-of-message
 
     def _on_reset(self, context: ClientContext) -> None:
         connection = self.connection(context)

@@ -39,6 +39,8 @@ class Member:
     message_verdict: Status | None = None
     skipped_body: bool = False
     failed_at_end: bool = False
+    #: The filter failed (exception, timeout, invalid answer) in the current message.
+    failed: bool = False
     #: Stages the filter asked the MTA not to send at negotiation.
     unwanted: frozenset[str] = frozenset()
     #: This message's verdict for statistics (``reject``, ``accept (evaluation)``...).
@@ -82,7 +84,14 @@ class Member:
             self.connection_verdict = status
         else:
             self.message_verdict = status
-        self.label = status.nick + (" (evaluation)" if self.evaluation else "")
+        self.label = self.describe(status.nick)
+
+    def describe(self, nick: str) -> str:
+        """A verdict for the statistics: ``reject``, ``accept (failed)``, ``reject
+        (evaluation)``."""
+        if self.failed:
+            nick += " (failed)"
+        return nick + (" (evaluation)" if self.evaluation else "")
 
     def end_message(self) -> str:
         """Forget the message; returns its label for the statistics."""
@@ -93,8 +102,9 @@ class Member:
         elif self.connection_verdict is not None:
             label = self.connection_verdict.nick
         else:
-            label = "continue"
+            label = self.describe("continue")
         self.tally[label] += 1
+        self.failed = False
         self.label = None
         self.message_detached = False
         self.message_verdict = None

@@ -55,8 +55,9 @@ class ComposedConnection:
 
     def start(self, stage: str, args: tuple[Any, ...]) -> Status:
         """Call the filters for ``stage``; a status, or PROGRESS while some still work."""
-        if stage == "envelope-from":
-            self.begin_message()
+        if stage == "envelope-from" or (
+                not self.message_open and stage not in CONNECTION_STAGES and stage != "unknown"):
+            self.begin_message()  # MAIL may not be negotiated: the first message event then
         run = self.run = StageRun(stage, args)
         for member in self.members:
             if not member.working(stage) or self._stopped(member, stage, args):
@@ -189,6 +190,7 @@ class ComposedConnection:
                   member.name, stage, type(error).__name__, error, status.nick,
                   exc_info=error if not isinstance(error, TimeoutError) else None)
         member.view._begin_stage()
+        member.failed = True
         reply = context.exception_reply
         if status in (S.REJECT, S.TEMPORARY_FAILURE) and reply:
             if reply[0] == ("5" if status is S.REJECT else "4"):
@@ -318,7 +320,7 @@ class ComposedConnection:
         verdicts = {}
         for member in self.members:
             if member.label is None and member.working("end-of-message"):
-                member.label = "continue" + (" (evaluation)" if member.evaluation else "")
+                member.label = member.describe("continue")
             verdicts[member.name] = member.label or (
                 "detached" if member.message_detached or member.connection_detached
                 else (member.connection_verdict.nick if member.connection_verdict else
