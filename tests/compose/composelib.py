@@ -3,7 +3,11 @@ in-process session that records what the MTA got at every stage."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from milterkit import Status
@@ -14,6 +18,8 @@ from milterkit.testing.results import SessionResult
 from milterkit.testing.server import Submission
 
 Setup = Callable[[Any], object]
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_DIST = ROOT / "examples" / "plugin-dist"
 
 
 def spec(name: str, setup: Setup, **options: Any) -> FilterSpec:
@@ -91,3 +97,35 @@ MESSAGE = Message.build(
     sender="alice@example.net", recipients=["bob@example.org"],
     headers=[("From", "alice@example.net"), ("Subject", "hi")], body=b"Hello\r\n",
 )
+
+
+def make_plugin_venv(where: Path) -> Path:
+    """A real venv under ``where`` with examples/plugin-dist installed by pip; returns its
+    python. It sees the packages of the running interpreter (milterkit among them) through a
+    ``.pth`` file, as ``--system-site-packages`` would on a machine where they are system-wide.
+    """
+    source = where / "plugin-dist"
+    shutil.copytree(PLUGIN_DIST, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path("
+                           "'purelib'))"], check=True, capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+    # milterkit's own directory (an editable install maps it by a finder hook, which a .pth
+    # line cannot carry) and every site directory of ours, for blinker and the rest.
+    import milterkit
+
+    visible = [str(Path(milterkit.__file__).resolve().parents[1])]
+    visible += [entry for entry in sys.path if Path(entry).name in ("site-packages",
+                                                                     "dist-packages")]
+    (Path(site) / "milterkit-tests.pth").write_text("\n".join(visible) + "\n")
+    offline = subprocess.run([str(python), "-c", "import setuptools, wheel"],
+                             capture_output=True, timeout=60).returncode == 0
+    # Without setuptools and wheel at hand, pip fetches them from PyPI (build isolation).
+    isolation = ["--no-build-isolation"] if offline else []
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--disable-pip-version-check", *isolation, str(source)],
+                   check=True, timeout=300)
+    return python
