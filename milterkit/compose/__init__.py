@@ -36,12 +36,10 @@ from .unit import (
 from .view import Change, FilterView
 
 __all__ = [
-    "BUILTIN", "DEFAULT_FILTER_TIMEOUT", "ENTRY_POINT_GROUP", "RANK", "REFUSALS",
-    "Authenticated", "Change", "Composer", "Condition", "ConditionError", "FilterHost",
-    "FilterLoadError", "FilterSpec", "FilterUnit", "FilterView", "RemoteNetwork",
-    "Unauthenticated", "combine", "compose", "installed_filters", "is_authenticated",
-    "load_entry_point", "load_unit", "make_condition", "stronger", "strongest",
-    "unit_from_object",
+    "DEFAULT_FILTER_TIMEOUT", "ENTRY_POINT_GROUP", "RANK", "Authenticated", "Change",
+    "Composer", "Condition", "ConditionError", "FilterHost", "FilterLoadError", "FilterSpec",
+    "FilterUnit", "FilterView", "RemoteNetwork", "Unauthenticated", "combine", "compose",
+    "installed_filters", "is_authenticated", "load_unit", "make_condition", "unit_from_object",
 ]
 
 
