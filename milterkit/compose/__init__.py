@@ -12,7 +12,6 @@ See ``docs/plugins.rst`` for the rules, written down.
 
 from .composer import Composer
 from .conditions import (
-    BUILTIN,
     Authenticated,
     Condition,
     ConditionError,
@@ -22,14 +21,13 @@ from .conditions import (
     make_condition,
 )
 from .host import FilterHost
-from .ranking import RANK, REFUSALS, combine, stronger, strongest
+from .ranking import RANK, combine
 from .spec import DEFAULT_FILTER_TIMEOUT, FilterSpec
 from .unit import (
     ENTRY_POINT_GROUP,
     FilterLoadError,
     FilterUnit,
     installed_filters,
-    load_entry_point,
     load_unit,
     unit_from_object,
 )

@@ -20,9 +20,9 @@ from ..protocol.constants import ProtocolFlag
 from ..reply import ReplyError
 from ..status import Status
 from .member import Member
-from .view import Change
 from .ranking import ALLOWED, CONNECTION_STAGES, REFUSALS, combine
 from .runs import coerce, run_receivers
+from .view import Change
 
 log = logging.getLogger("milterkit.compose")
 S = Status

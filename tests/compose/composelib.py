@@ -28,7 +28,7 @@ def spec(name: str, setup: Setup, **options: Any) -> FilterSpec:
 
 
 def returning(stage: str, status: Status | None, calls: list[str] | None = None,
-              reply: tuple[str, str, str] | None = None) -> Setup:
+              reply: tuple[str, str | None, str] | None = None) -> Setup:
     """A filter whose ``stage`` handler returns ``status`` (setting ``reply`` first)."""
 
     def setup(client: Any) -> None:

@@ -20,7 +20,7 @@ from stack import Stack, session
 
 # composelib (next to the composition tests) builds the venv the unit tests use too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compose"))
-from composelib import make_plugin_venv  # noqa: E402
+from composelib import make_plugin_venv
 
 pytestmark = pytest.mark.postfix
 

@@ -14,8 +14,8 @@ import pytest
 from composelib import Composed, returning, spec
 
 from milterkit import Status
-from milterkit.compose import RANK, combine, stronger, strongest
-from milterkit.compose.ranking import ALLOWED, STAGE_NAMES
+from milterkit.compose import RANK, combine
+from milterkit.compose.ranking import ALLOWED, STAGE_NAMES, stronger, strongest
 from milterkit.testing import Message
 from milterkit.testing.server import Submission
 
