@@ -80,7 +80,9 @@ class Composer:
         client.connect("finished", self._on_finished)
         client.connect("message-processed", self._on_message_processed)
         for name in _NOTIFICATIONS:
-            client.connect(name, self._notifier(name))
+            # Only when a filter listens: define-macro comes before nearly every command.
+            if any(flt.host.signals.has_receivers(name) for flt in self.filters):
+                client.connect(name, self._notifier(name))
         log.info("composed %d filter(s): %s", len(self.filters), ", ".join(
             f.name + (" (evaluation)" if f.spec.evaluation else "") for f in self.filters))
 

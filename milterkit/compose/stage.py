@@ -60,7 +60,9 @@ class ComposedConnection:
             self.begin_message()  # MAIL may not be negotiated: the first message event then
         run = self.run = StageRun(stage, args)
         for member in self.members:
-            if not member.working(stage) or self._stopped(member, stage, args):
+            if not member.working(stage):
+                continue
+            if member.filter.spec.conditions and self._stopped(member, stage, args):
                 continue
             if member.wants(stage):
                 self._call(member, run)
@@ -147,8 +149,8 @@ class ComposedConnection:
     def _answered(self, member: Member, run: StageRun, result: Any, error: BaseException | None,
                   ) -> None:
         key = id(member)
-        if run.closed or key in run.results:
-            return  # the stage (or the message) is over, or a timeout answered first
+        if run.closed or key in run.results or self.context.finished:
+            return  # the stage, message or session is over, or a timeout answered first
         for timer in member.timers:
             timer.cancel()
         member.timers.clear()
@@ -264,10 +266,12 @@ class ComposedConnection:
         for member in self.members:
             if not member.working(stage):
                 continue
-            status = statuses.get(id(member), S.SKIP if stage == "body" and not
-                                  member.wants("body") else S.CONTINUE)
+            if stage != "body":
+                working.append(S.CONTINUE)
+                break  # one filter going on is enough to say CONTINUE
+            status = statuses.get(id(member), S.CONTINUE if member.wants("body") else S.SKIP)
             working.append(S.SKIP if status is S.SKIP or member.skipped_body else S.CONTINUE)
-        accepted = any(member.accepted(stage) for member in self.members)
+        accepted = not working and any(member.accepted(stage) for member in self.members)
         final = combine((status for status, _ in refusals), working, accepted)
         if final in REFUSALS:
             decider = next(member for status, member in refusals if status is final)
@@ -278,8 +282,10 @@ class ComposedConnection:
             self._apply_changes(run, statuses)
         if stage == "end-of-message":
             self._record_message()
-        log.debug("[%s] %s: %s -> %s", context.tag, stage, ", ".join(
-            f"{m.name} {statuses[id(m)].nick}" for m in run.called) or "no filter", final.nick)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[%s] %s: %s -> %s", context.tag, stage, ", ".join(
+                f"{m.name} {statuses[id(m)].nick}" for m in run.called) or "no filter",
+                final.nick)
         return final
 
     def _apply_changes(self, run: StageRun, statuses: dict[int, Status]) -> None:

@@ -75,9 +75,10 @@ class FilterView:
         return self._context
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        context = self.__dict__.get("_context")
+        if name.startswith("__") or context is None:
             raise AttributeError(name)
-        return getattr(self.__dict__["_context"], name)
+        return getattr(context, name)
 
     def __getitem__(self, name: str) -> str | None:
         return self._context.get_macro(name)
