@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "followed by :FUNCTION (default setup). Examples:  milterkit run examples/add_header.py "
         "-l unix:/run/milterkit/milter.sock --workers 2.  Under systemd socket activation "
         "(LISTEN_FDS) the passed sockets are used and --listen is ignored. fd:N serves a "
-        "listening socket inherited as file descriptor N (e.g. from a wrapper that bound it)."
+        "listening socket inherited as file descriptor N (e.g. from a wrapper that bound it). "
+        "Several TARGETs (or an installed filter's name, see milterkit filters) are composed "
+        "into one milter; --config FILE names them in a TOML file (docs/plugins.rst)."
     )
     parser.add_argument("target", metavar="TARGET", nargs="*",
                         help="file or module defining setup(client), or an installed filter "
