@@ -162,3 +162,54 @@ def test_an_invalid_status_is_that_filters_error() -> None:
     result = composed.run()
     assert composed.answer("envelope-from") is S.CONTINUE
     assert result.last.status is S.CONTINUE
+
+
+def test_changes_are_applied_in_filter_order_whatever_finishes_first() -> None:
+    """slow (first) adds its header after fast (second) has added its own: the MTA still gets
+    slow's first; and a plain third filter sees the earlier filters' changes listed."""
+    seen: list[tuple[str, str]] = []
+
+    def slow(client: Any) -> None:
+        async def eom(context: Any, chunk: bytes) -> None:
+            await asyncio.sleep(0.05)
+            context.add_header("X-Order", "slow")
+
+        client.connect("end-of-message", eom)
+
+    def fast(client: Any) -> None:
+        async def eom(context: Any, chunk: bytes) -> None:
+            context.add_header("X-Order", "fast")
+
+        client.connect("end-of-message", eom)
+
+    def plain(client: Any) -> None:
+        def eom(context: Any, chunk: bytes) -> None:
+            seen.extend((name, change.action) for name, change in context.earlier_changes)
+            context.add_header("X-Order", "plain")
+
+        client.connect("end-of-message", eom)
+
+    composed = Composed([spec("slow", slow), spec("fast", fast), spec("plain", plain)])
+    result = composed.run()
+    assert result.last.message.header_values("X-Order") == ["slow", "fast", "plain"]
+    # The coroutines had not run yet when the plain filter was called: nothing recorded.
+    assert seen == []
+
+
+def test_a_later_filter_sees_the_earlier_filters_changes() -> None:
+    seen: list[tuple[str, str, tuple[object, ...]]] = []
+
+    def first(client: Any) -> None:
+        client.connect("end-of-message",
+                       lambda context, chunk: context.change_from("<bounce@example.net>"))
+
+    def second(client: Any) -> None:
+        def eom(context: Any, chunk: bytes) -> None:
+            seen.extend((n, c.action, c.args) for n, c in context.earlier_changes)
+
+        client.connect("end-of-message", eom)
+
+    composed = Composed([spec("first", first), spec("second", second)])
+    result = composed.run()
+    assert seen == [("first", "change_from", ("<bounce@example.net>", None))]
+    assert result.last.message.sender == "<bounce@example.net>"
