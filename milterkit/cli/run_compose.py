@@ -3,7 +3,8 @@
 ``run.py`` calls :func:`apply_config` before it builds the Client (the file's ``[run]`` table
 fills in every option not given on the command line) and :func:`load_filters` for the setup
 function: one target is loaded as before; several, or a configuration's ``[[filter]]`` tables,
-become a :class:`~milterkit.compose.Composer`.
+become a :class:`~milterkit.compose.Composer` (so does one installed filter, which reads its
+options from its host).
 """
 
 from __future__ import annotations
@@ -87,9 +88,11 @@ def load_filters(args: argparse.Namespace) -> Callable[[Any], object]:
     specs = getattr(args, "_composed_filters", None)
     target = args.target
     targets: list[str] = [target] if isinstance(target, str) else list(target or [])
-    if specs is None and len(targets) == 1:
-        return load_setup(targets[0])
     from ..compose import Composer, FilterLoadError, FilterSpec, load_unit
+    from ..compose.unit import find_entry_point
+
+    if specs is None and len(targets) == 1 and find_entry_point(targets[0]) is None:
+        return load_setup(targets[0])  # one plain filter: served as before, not composed
 
     if specs is None:
         if not targets:

@@ -79,6 +79,11 @@ def installed_filters() -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
+def find_entry_point(name: str) -> metadata.EntryPoint | None:
+    """The installed filter called ``name`` (group ``milterkit.filters``), if there is one."""
+    return _entry_point(name)
+
+
 def _entry_point(name: str) -> metadata.EntryPoint | None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:

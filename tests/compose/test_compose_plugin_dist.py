@@ -67,3 +67,26 @@ def test_a_broken_entry_point_is_reported(venv_python: Path, tmp_path: Path) -> 
     assert done.returncode == 1
     assert "broken  (no_such_module_xyz, broken 0.1)" in done.stdout
     assert "cannot load: filter 'broken' (no_such_module_xyz) cannot be loaded" in done.stdout
+
+
+def test_one_installed_filter_is_served_by_name(venv_python: Path, tmp_path: Path) -> None:
+    """``milterkit run size-limit``: an entry-point name alone is served (through the composer,
+    so the filter gets its options)."""
+    import select
+    import signal
+    import time
+
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(venv_python), "-m", "milterkit", "run", "size-limit", "-l",
+             f"unix:{tmp_path / 'm.sock'}"], stdout=out, stderr=out, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while "listening on" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            select.select([], [], [], 0.05)
+        assert "composed 1 filter(s): size-limit" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
