@@ -11,6 +11,7 @@ from milterkit import Client, Status
 from milterkit.compose import Composer, RemoteNetwork
 from milterkit.protocol import (
     ActionFlag,
+    AnyCommand,
     Connect,
     Data,
     EndOfHeader,
@@ -42,7 +43,7 @@ def test_accept_at_connect_holds_for_the_connection() -> None:
 
 
 def session(address: str) -> bytes:
-    commands = [
+    commands: list[AnyCommand] = [
         Connect("client.example.net", SocketAddress("4", address, 40000)),
         Helo("client.example.net"), Mail("<a@example.net>", ()), Rcpt("<b@example.org>", ()),
         Data(), Header("Subject", " hi"), EndOfHeader(), EndOfMessage(b""),
