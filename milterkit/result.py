@@ -24,6 +24,9 @@ class MessageResult:
     #: Every modification sent at end-of-message, in wire order.
     modifications: list[AnyReply] = field(default_factory=list)
     quarantine_reason: str | None = None
+    #: Each composed filter's verdict, by filter name (set by :mod:`milterkit.compose`):
+    #: a status nick, ``"<nick> (evaluation)"`` or ``"detached"``.
+    filter_verdicts: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 

@@ -50,9 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "followed by :FUNCTION (default setup). Examples:  milterkit run examples/add_header.py "
         "-l unix:/run/milterkit/milter.sock --workers 2.  Under systemd socket activation "
         "(LISTEN_FDS) the passed sockets are used and --listen is ignored. fd:N serves a "
-        "listening socket inherited as file descriptor N (e.g. from a wrapper that bound it)."
+        "listening socket inherited as file descriptor N (e.g. from a wrapper that bound it). "
+        "Several TARGETs (or an installed filter's name, see milterkit filters) are composed "
+        "into one milter; --config FILE names them in a TOML file (docs/plugins.rst)."
     )
-    parser.add_argument("target", metavar="TARGET", help="file or module defining setup(client)")
+    parser.add_argument("target", metavar="TARGET", nargs="*",
+                        help="file or module defining setup(client), or an installed filter "
+                        "(milterkit filters); several are composed into one milter")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file naming the filters and these settings (docs/plugins)")
+    parser.set_defaults(_run_parser=parser)
     parser.add_argument(
         "-l", "--listen", "-s", "--connection-spec", dest="listen", metavar="SPEC",
         default=DEFAULT_SPEC,
@@ -92,9 +99,15 @@ def main(args: argparse.Namespace) -> int:
     import socket
 
     from ..server import Client, ListenError, SpecError
-    from ..server.target import TargetError, load_setup
+    from ..server.target import TargetError
     from ..status import Status
+    from .run_compose import apply_config, load_filters
 
+    try:
+        apply_config(args)
+    except TargetError as exc:
+        print(f"milterkit run: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     log = logging.getLogger("milterkit.server")
     try:
@@ -114,11 +127,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"milterkit run: {exc}", file=sys.stderr)
         return 2
     try:
-        setup = load_setup(args.target)
+        setup = load_filters(args)
+        setup(client)
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
         return 2
-    setup(client)
     try:
         client.run(workers=args.workers, loop=args.loop)
     except (ListenError, SpecError, RuntimeError) as exc:  # SpecError: a host that won't resolve

@@ -35,6 +35,11 @@ def load_setup(target: str) -> Callable[[Any], object]:
     return setup  # type: ignore[no-any-return]
 
 
+def load_module(name: str) -> ModuleType:
+    """Import a file path or a module name as :func:`load_setup` does (no function looked up)."""
+    return _load_file(name) if _is_path(name) else _load_module(name)
+
+
 def _is_path(name: str) -> bool:
     return name.endswith(".py") or os.sep in name or os.path.isfile(name)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import milterkit
+import milterkit.compose
 import milterkit.server
 import milterkit.testing
 
@@ -29,7 +30,8 @@ def example_text() -> str:
     return "\n".join(path.read_text() for path in sorted(EXAMPLES.rglob("*.py")))
 
 
-@pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing])
+@pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing,
+                                     milterkit.compose])
 def test_every_public_name_is_used_in_an_example(package: types.ModuleType) -> None:
     text = example_text()
     name_of_package = package.__name__

@@ -1,0 +1,1 @@
+"""Two example milterkit filters, installable as plugins (see ``pyproject.toml``)."""
