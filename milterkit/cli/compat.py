@@ -17,17 +17,10 @@ FLAVOURS: dict[str, str] = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``compat``'s options to its parser."""
+def _add_options(parser: argparse.ArgumentParser) -> None:
     from ..server.loop import LOOP_KINDS
     from .run import _LOG_LEVELS, _positive_int, _seconds
 
-    parser.epilog = (
-        "COMMAND is an installed console script (dkimpy-milter), a .py file, or -m MODULE; "
-        "options after it are the application's. Example: milterkit compat pymilter "
-        "--workers 2 dkimpy-milter /etc/dkimpy-milter.conf"
-    )
-    parser.add_argument("flavour", metavar="FLAVOUR", help=f"one of: {', '.join(FLAVOURS)}")
     parser.add_argument("-m", dest="module", metavar="MODULE",
                         help="run library module MODULE as a script (as python -m does)")
     parser.add_argument("-w", "--workers", type=_positive_int, default=1, metavar="N",
@@ -44,8 +37,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level of milterkit's own messages (default info)")
     parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
                         help="event loop: uvloop if installed (auto), asyncio, or uvloop")
+
+
+#: Options (after FLAVOUR) that take a value, so the split below skips it too.
+_VALUED = frozenset({"-m", "-w", "--workers", "-l", "--listen", "--timeout",
+                     "--shutdown-timeout", "--max-connections", "--log-level", "--loop"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``compat``'s options to its parser."""
+    parser.epilog = (
+        "COMMAND is an installed console script (dkimpy-milter), a .py file, or -m MODULE; "
+        "words after it are the application's. Example: milterkit compat pymilter "
+        "--workers 2 dkimpy-milter /etc/dkimpy-milter.conf"
+    )
+    parser.add_argument("flavour", metavar="FLAVOUR", help=f"one of: {', '.join(FLAVOURS)}")
+    _add_options(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                         help="what to run")
+
+
+def _split(words: list[str]) -> tuple[list[str], list[str]]:
+    """Leading milterkit options and the COMMAND that follows them."""
+    index = 0
+    while index < len(words) and words[index].startswith("-") and words[index] != "--":
+        word = words[index]
+        index += 1
+        if word in _VALUED:
+            index += 1
+        if word == "-m":
+            break  # -m MODULE is the command; what follows is the module's
+    if index < len(words) and words[index] == "--":
+        return words[:index], words[index + 1 :]
+    return words[:index], words[index:]
 
 
 def _fail(message: str) -> int:
@@ -66,9 +90,11 @@ def main(args: argparse.Namespace) -> int:
         shadowed = flavour.SHADOWED
     except (ImportError, AttributeError) as exc:
         return _fail(f"flavour {args.flavour!r} is not available ({module_name}: {exc})")
-    command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
+    leading, command = _split(list(args.command))
+    if leading:
+        again = argparse.ArgumentParser(prog=f"milterkit compat {args.flavour}")
+        _add_options(again)
+        args = again.parse_args(leading, namespace=args)
     if args.module:
         command = ["-m", args.module, *command]
     if not command:
