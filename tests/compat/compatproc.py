@@ -27,6 +27,11 @@ class CompatProcess(MilterProcess):
         self.command = list(command)
         self.flavour = flavour
 
+    def __enter__(self) -> CompatProcess:
+        if not self.running:
+            self.start()
+        return self
+
     def start(self) -> CompatProcess:
         if self.process is not None and self.process.poll() is None:
             raise MilterStartError("already running")

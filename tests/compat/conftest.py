@@ -10,8 +10,8 @@ for path in (_HERE, _HERE.parent / "integration"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from availability import check_markers  # noqa: E402
 import pytest  # noqa: E402
+from availability import check_markers  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -5,7 +5,7 @@ import threading
 
 import Milter
 
-LOG = open(sys.argv[2], "a")  # noqa: SIM115
+LOG = open(sys.argv[2], "a")
 
 
 def note(name: str) -> None:
