@@ -90,7 +90,7 @@ class TestBase(Recorder):
         if rc != C.CONTINUE:
             self.close()  # type: ignore[attr-defined]
             return rc
-        rc = self._at(C.M_HELO, self.hello)  # type: ignore[attr-defined]
+        rc = self._at(C.M_HELO, self.hello, helo)  # type: ignore[attr-defined]
         if rc != C.CONTINUE:
             self.close()  # type: ignore[attr-defined]
         return rc

@@ -5,7 +5,8 @@ Set ``Milter.factory``, then ``ctx = TestCtx()``, ``ctx._setsymval(name, value)`
 ``ctx._connect(host, helo, ip)``, ``ctx._feedFile(fp, sender, rcpt, ...)``; ``ctx.getpriv()`` is
 the milter; ``ctx._close()`` ends the connection. Negotiation is run (offering every action and
 step), ``P_NO*`` steps are honoured, ``getsymval`` hides macros a ``@symlist`` did not ask for,
-and modifications outside ``eom`` raise OSError. ``hostaddr`` is passed to ``connect`` as the
+and modifications outside ``eom`` raise OSError. A ``@noreply`` callback's NOREPLY counts as
+CONTINUE, as an MTA reads it (pymilter's TestCtx stopped the message there). ``hostaddr`` is passed to ``connect`` as the
 bare IP string, as pymilter's TestCtx passes it.
 """
 
@@ -116,7 +117,9 @@ class TestCtx(Recorder):
     def _call(self, stage: int | None, function: Any, *args: Any) -> int:
         self._stage = stage
         try:
-            return int(function(*args))
+            rc = int(function(*args))
+            # An MTA reads a @noreply callback's NOREPLY as "go on"; so does this harness.
+            return C.CONTINUE if rc == C.NOREPLY else rc
         finally:
             self._stage = None
 
