@@ -23,7 +23,7 @@ MESSAGE = (
 
 
 @pytest.fixture
-def Milter() -> Iterator[Any]:  # noqa: N802 - the module the filters are written against
+def Milter() -> Iterator[Any]:
     finder = shadow.install(SHADOWED)
     try:
         import Milter as module
@@ -33,7 +33,7 @@ def Milter() -> Iterator[Any]:  # noqa: N802 - the module the filters are writte
         shadow.uninstall(finder)
 
 
-def _sample(Milter: Any) -> Any:  # noqa: N803
+def _sample(Milter: Any) -> Any:
     class Sample(Milter.Base):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             self.user: str | None = None
@@ -67,7 +67,7 @@ def _sample(Milter: Any) -> Any:  # noqa: N803
     return Sample
 
 
-def test_testctx_negotiates_connects_and_feeds_a_message(Milter: Any) -> None:  # noqa: N803
+def test_testctx_negotiates_connects_and_feeds_a_message(Milter: Any) -> None:
     from Milter.testctx import TestCtx
 
     Milter.factory = _sample(Milter)
@@ -92,7 +92,7 @@ def test_testctx_negotiates_connects_and_feeds_a_message(Milter: Any) -> None:  
     assert ctx.getpriv() is None
 
 
-def test_testctx_refuses_modifications_outside_eom(Milter: Any) -> None:  # noqa: N803
+def test_testctx_refuses_modifications_outside_eom(Milter: Any) -> None:
     from Milter.testctx import TestCtx
 
     class Early(Milter.Base):  # type: ignore[misc, name-defined]
@@ -108,7 +108,7 @@ def test_testctx_refuses_modifications_outside_eom(Milter: Any) -> None:  # noqa
 
 
 def test_testbase_mixin_drives_the_filter_and_logs(
-    Milter: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: N803
+    Milter: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "test").mkdir()

@@ -6,8 +6,8 @@ Set ``Milter.factory``, then ``ctx = TestCtx()``, ``ctx._setsymval(name, value)`
 the milter; ``ctx._close()`` ends the connection. Negotiation is run (offering every action and
 step), ``P_NO*`` steps are honoured, ``getsymval`` hides macros a ``@symlist`` did not ask for,
 and modifications outside ``eom`` raise OSError. A ``@noreply`` callback's NOREPLY counts as
-CONTINUE, as an MTA reads it (pymilter's TestCtx stopped the message there). ``hostaddr`` is passed to ``connect`` as the
-bare IP string, as pymilter's TestCtx passes it.
+CONTINUE, as an MTA reads it (pymilter's TestCtx stopped the message there). ``hostaddr`` is
+passed to ``connect`` as the bare IP string, as pymilter's TestCtx passes it.
 """
 
 from __future__ import annotations
