@@ -34,21 +34,21 @@ def Milter() -> Iterator[Any]:
 
 
 def _sample(Milter: Any) -> Any:
-    class Sample(Milter.Base):  # type: ignore[misc, name-defined]
+    class Sample(Milter.Base):  # type: ignore[misc]
         def __init__(self) -> None:
             self.user: str | None = None
             self.auth_type: str | None = None
             self.seen: list[str] = []
             self.chunks: list[bytes] = []
 
-        @Milter.symlist("{auth_authen}")
+        @Milter.symlist("{auth_authen}")  # type: ignore[untyped-decorator]
         def envfrom(self, f: str, *s: str) -> int:
             self.user = self.getsymval("{auth_authen}")
             self.auth_type = self.getsymval("{auth_type}")
             self.seen.append(f)
             return int(Milter.CONTINUE)
 
-        @Milter.noreply
+        @Milter.noreply  # type: ignore[untyped-decorator]
         def header(self, name: str, value: str) -> int:
             self.seen.append(f"{name}:{value}")
             return int(Milter.CONTINUE)
@@ -95,7 +95,7 @@ def test_testctx_negotiates_connects_and_feeds_a_message(Milter: Any) -> None:
 def test_testctx_refuses_modifications_outside_eom(Milter: Any) -> None:
     from Milter.testctx import TestCtx
 
-    class Early(Milter.Base):  # type: ignore[misc, name-defined]
+    class Early(Milter.Base):  # type: ignore[misc]
         def envfrom(self, f: str, *s: str) -> int:
             self.addheader("X-Too", "early")
             return int(Milter.CONTINUE)
