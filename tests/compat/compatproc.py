@@ -32,11 +32,15 @@ class CompatProcess(MilterProcess):
             self.start()
         return self
 
+    def argv(self) -> list[str]:
+        """The command line that serves the application."""
+        return [sys.executable, "-m", "milterkit", "compat", self.flavour, "--log-level",
+                "debug", *self.options, *self.command]
+
     def start(self) -> CompatProcess:
         if self.process is not None and self.process.poll() is None:
             raise MilterStartError("already running")
-        argv = [sys.executable, "-m", "milterkit", "compat", self.flavour, "--log-level",
-                "debug", *self.options, *self.command]
+        argv = self.argv()
         env = {**os.environ, **self.env}
         env.pop("LISTEN_FDS", None)
         env.pop("LISTEN_PID", None)
@@ -57,3 +61,10 @@ class CompatProcess(MilterProcess):
             time.sleep(0.02)
         self.stop()
         raise MilterStartError(f"milterkit compat did not listen in time\n{self.log()}")
+
+
+class PlainProcess(CompatProcess):
+    """``command`` run as it is (the real pymilter's interpreter and a script), no milterkit."""
+
+    def argv(self) -> list[str]:
+        return list(self.command)

@@ -141,7 +141,6 @@ class Bridge:
         args: tuple[Any, ...],
     ) -> int:
         """Run one callback on the worker thread, with pymilter's exception policy."""
-        connection.ctx._reply = None
         try:
             result = callback(connection.ctx, *args)
             if not isinstance(result, int) or isinstance(result, bool):
@@ -168,11 +167,13 @@ class Bridge:
                       "TEMPFAIL", context.tag, code)
             return Status.TEMPORARY_FAILURE
         reply = connection.ctx._reply
-        connection.ctx._reply = None
         if reply is not None and (
             (status is Status.REJECT and reply[0] == "5")
             or (status is Status.TEMPORARY_FAILURE and reply[0] == "4")
         ):
+            # libmilter forgets a reply once it was sent, and keeps one that did not fit the
+            # verdict (a 4xx with REJECT) for a later verdict of its class.
+            connection.ctx._reply = None
             context.set_reply(*connection.ctx._reply_args)
         return status
 
@@ -222,7 +223,8 @@ class Bridge:
         for name, bit in _NO_EVENT.items():
             if self.registry.callbacks.get(name) is None:
                 protocol |= bit
-        option.protocol = ProtocolFlag(protocol) & offered.protocol
+        # libmilter takes SKIP whenever the MTA offers it.
+        option.protocol = ProtocolFlag(protocol | C.P_SKIP) & offered.protocol
 
     def _run_negotiate(
         self, context: ClientContext, connection: _Connection, option: Option, offered: Option

@@ -35,8 +35,8 @@ class milterContext:
         self._context = context
         self._loop = loop
         self._priv: Any = None
-        #: The reply set by setreply for the stage in progress; libmilter sends it only with a
-        #: verdict of the same class (5xx with REJECT, 4xx with TEMPFAIL) and then forgets it.
+        #: The reply set by setreply; libmilter sends it with the next verdict of its class
+        #: (5xx with REJECT, 4xx with TEMPFAIL) and then forgets it.
         self._reply: str | None = None
         self._reply_args: tuple[str, str | None, list[str] | None] = ("", None, None)
 
