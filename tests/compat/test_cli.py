@@ -83,3 +83,11 @@ def test_workers_serve_a_compat_application(tmp_path: Path) -> None:
         for _ in range(4):
             _check(spec)
         assert proc.stop() == 0
+
+
+def test_the_ported_example_behaves_like_the_pymilter_one(tmp_path: Path) -> None:
+    from milterproc import MilterProcess
+
+    spec = f"unix:{tmp_path}/ported.sock"
+    with MilterProcess(EXAMPLE.parent / "ported_filter.py", spec):
+        _check(spec)

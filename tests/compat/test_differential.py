@@ -112,8 +112,8 @@ def test_compat_writes_the_same_reply_bytes_as_real_pymilter(
         theirs = _transcript(real_spec, connection, messages)
         ours = _transcript(ours_spec, connection, messages)
         if ours != theirs:
-            diff = [f"{i}: ours {o} theirs {t}" for i, (o, t) in enumerate(zip(ours, theirs))
-                    if o != t]
+            pairs = enumerate(zip(ours, theirs, strict=False))
+            diff = [f"{i}: ours {o} theirs {t}" for i, (o, t) in pairs if o != t]
             pytest.fail(f"{name}, session {number} ({connection}, {len(messages)} messages) "
                         f"differs from pymilter:\n" + "\n".join(diff[:3])
                         + f"\nfull transcript (pymilter): {theirs}", pytrace=False)
