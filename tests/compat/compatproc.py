@@ -26,6 +26,8 @@ class CompatProcess(MilterProcess):
         super().__init__(" ".join(command), spec, options, env, start_timeout)
         self.command = list(command)
         self.flavour = flavour
+        #: Descriptors the process inherits (a listening socket for ``fd:N``).
+        self.pass_fds: tuple[int, ...] = ()
 
     def __enter__(self) -> CompatProcess:
         if not self.running:
@@ -49,6 +51,7 @@ class CompatProcess(MilterProcess):
             log.flush()
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=ROOT,
+                pass_fds=self.pass_fds,
             )
         self.starts += 1
         deadline = time.monotonic() + self.start_timeout

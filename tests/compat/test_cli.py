@@ -91,3 +91,21 @@ def test_the_ported_example_behaves_like_the_pymilter_one(tmp_path: Path) -> Non
     spec = f"unix:{tmp_path}/ported.sock"
     with MilterProcess(EXAMPLE.parent / "ported_filter.py", spec):
         _check(spec)
+
+
+def test_a_compat_application_serves_an_inherited_socket_fd_n(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "inherited.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    try:
+        fd = listener.fileno()
+        # The application asks for fd:N itself, as dkimpy-milter does under systemd.
+        proc = CompatProcess([str(EXAMPLE), f"fd:{fd}"], f"unix:{path}")
+        proc.pass_fds = (fd,)
+        with proc:
+            _check(f"unix:{path}")
+    finally:
+        listener.close()
