@@ -167,8 +167,8 @@ class Inherited(Everything):
         return int(Milter.CONTINUE)
 
 
-@Milter.rejected_recipients  # type: ignore[untyped-decorator]
-@Milter.header_leading_space  # type: ignore[untyped-decorator]
+@Milter.rejected_recipients
+@Milter.header_leading_space
 class Protocols(Everything):
     """Class decorators asking for rejected recipients and headers' leading space."""
 
