@@ -14,26 +14,30 @@ from milterkit.testing.sockets import run_session_async
 
 def test_sleep_in_one_connection_delays_another_by_less_than_50ms(tmp_path: Path) -> None:
     spec = f"unix:{tmp_path}/sleepy.sock"
+    quick = Message.build(sender="quick@example.com")
+
+    async def trial() -> tuple[float, float]:
+        """(delay of a session beside a sleeping one, time the sleeping session took)."""
+        idle_start = time.perf_counter()
+        await run_session_async(spec, quick)
+        idle = time.perf_counter() - idle_start
+        start = time.perf_counter()
+        slow = asyncio.ensure_future(run_session_async(
+            spec, Message.build(sender="sleep@example.com")))
+        await asyncio.sleep(0.2)  # the slow connection is inside its time.sleep(2) now
+        fast_start = time.perf_counter()
+        await run_session_async(spec, quick)
+        fast = time.perf_counter() - fast_start
+        await slow
+        return fast - idle, time.perf_counter() - start
+
     with CompatProcess([str(COMPAT_FILTERS / "sleepy.py"), spec], spec):
-
-        async def sessions() -> tuple[float, float, float]:
-            start = time.perf_counter()
-            slow = asyncio.ensure_future(run_session_async(
-                spec, Message.build(sender="sleep@example.com")))
-            await asyncio.sleep(0.2)  # the slow connection is inside its time.sleep(2) now
-            fast_start = time.perf_counter()
-            await run_session_async(spec, Message.build(sender="quick@example.com"))
-            fast = time.perf_counter() - fast_start
-            # A second fast session, to measure the idle cost of a session with no sleeper.
-            await slow
-            slow_time = time.perf_counter() - start
-            idle_start = time.perf_counter()
-            await run_session_async(spec, Message.build(sender="quick@example.com"))
-            return fast, slow_time, time.perf_counter() - idle_start
-
-        fast, slow_time, idle = asyncio.run(sessions())
-    assert slow_time >= 2.0, "the sleeping callback did not run"
-    assert fast - idle < 0.05, f"a sleeping connection delayed another by {fast - idle:.3f} s"
+        results = [asyncio.run(trial()) for _ in range(3)]
+    delays = [delay for delay, _ in results]
+    assert all(slow >= 2.0 for _, slow in results), "the sleeping callback did not run"
+    # A stall would cost ~1.8 s in every trial; the best of three filters out load noise.
+    assert max(delays) < 1.0, f"a sleeping connection stalled another: {delays}"
+    assert min(delays) < 0.05, f"a sleeping connection delayed another by {delays} s"
 
 
 def test_one_connections_callbacks_run_in_order_on_one_thread(tmp_path: Path) -> None:
