@@ -116,3 +116,43 @@ def test_actions_not_negotiated_raise_disabled_action() -> None:
     with pytest.raises(ValueError, match="must be doubled"):
         milter.setreply("550", "5.7.1", "100% sure")
     assert ctx._feedFile(io.BytesIO(b"Subject: x\n\nbody\n")) == Milter.CONTINUE
+
+
+MILTER_NAMES = (
+    "Base Milter noreply nocallback symlist decode header_leading_space rejected_recipients "
+    "enable_protocols factory runmilter uniqueID set_flags set_exception_policy setdbg getdiag "
+    "getversion dictfromlist param2dict envcallback DisabledAction negotiate_callback "
+    "connect_callback close_callback CONTINUE REJECT DISCARD ACCEPT TEMPFAIL SKIP NOREPLY "
+    "ALL_OPTS ADDHDRS CHGBODY MODBODY ADDRCPT ADDRCPT_PAR DELRCPT CHGHDRS QUARANTINE CHGFROM "
+    "SETSYMLIST CURR_ACTS P_NR_HDR P_SKIP P_RCPT_REJ P_HDR_LEADSPC M_EOM error milterContext"
+).split()
+BASE_METHODS = (
+    "connect hello envfrom envrcpt data header eoh body eom abort close unknown negotiate "
+    "header_bytes envfrom_bytes envrcpt_bytes getsymval setreply addheader chgheader insheader "
+    "addrcpt delrcpt replacebody chgfrom quarantine progress setsymlist"
+).split()
+LOW_LEVEL_NAMES = (
+    "register setconn main stop opensocket settimeout setbacklog set_flags setdbg "
+    "set_connect_callback set_helo_callback set_envfrom_callback set_envrcpt_callback "
+    "set_header_callback set_eoh_callback set_body_callback set_eom_callback "
+    "set_abort_callback set_close_callback set_exception_policy getdiag getversion "
+    "milterContext error CONTINUE NOREPLY ALL_OPTS VERSION CURR_ACTS P_NOHDRS M_CONNECT"
+).split()
+CONTEXT_METHODS = (
+    "getsymval setreply addheader chgheader addrcpt delrcpt replacebody chgfrom quarantine "
+    "progress setsymlist setpriv getpriv"
+).split()
+
+
+def test_every_name_of_pymilters_api_is_there() -> None:
+    from milterkit.compat.pymilter import milter
+
+    missing = [n for n in MILTER_NAMES if not hasattr(Milter, n)]
+    missing += [f"Base.{n}" for n in BASE_METHODS if n != "insheader" and not
+                hasattr(Milter.Base, n)]
+    missing += [f"milter.{n}" for n in LOW_LEVEL_NAMES if not hasattr(milter, n)]
+    missing += [f"milterContext.{n}" for n in CONTEXT_METHODS
+                if not hasattr(milter.milterContext, n)]
+    assert missing == []
+    assert (Milter.CONTINUE, Milter.REJECT, Milter.DISCARD, Milter.ACCEPT, Milter.TEMPFAIL,
+            Milter.SKIP, Milter.NOREPLY, Milter.ALL_OPTS) == (0, 1, 2, 3, 4, 5, 6, 10)

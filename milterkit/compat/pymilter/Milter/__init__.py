@@ -9,9 +9,7 @@ pymilter documents it; it runs on milterkit's runtime through
 from __future__ import annotations
 
 import functools
-import itertools
 import re
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -68,6 +66,10 @@ from ..milter import (  # noqa: F401 - part of Milter's namespace in pymilter
     setdbg,
 )
 from ..milter import milterContext as milterContext
+from ._helpers import dictfromlist as dictfromlist
+from ._helpers import envcallback as envcallback
+from ._helpers import param2dict as param2dict
+from ._helpers import uniqueID as uniqueID
 
 __version__ = "1.0.6"
 
@@ -86,16 +88,6 @@ MACRO_CALLBACKS: dict[str, int] = {
     "connect": M_CONNECT, "hello": M_HELO, "envfrom": M_ENVFROM, "envrcpt": M_ENVRCPT,
     "data": M_DATA, "eom": M_EOM, "eoh": M_EOH,
 }
-
-_ids = itertools.count(1)
-_ids_lock = threading.Lock()
-
-
-def uniqueID() -> int:
-    """A process-wide increasing number, for log lines (thread-safe)."""
-    with _ids_lock:
-        return next(_ids)
-
 
 class DisabledAction(RuntimeError):
     """An action that was not negotiated with the MTA (or disabled by set_flags) was called."""
@@ -469,32 +461,6 @@ def close_callback(ctx: Any) -> int:
     finally:
         instance._setctx(None)
         ctx.setpriv(None)
-
-
-def dictfromlist(args: Iterable[str]) -> dict[str, str]:
-    """ESMTP ``KEY=value`` parameters as ``{"KEY": "value"}`` (others dropped)."""
-    found: dict[str, str] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key:
-            found[key.upper()] = value
-    return found
-
-
-def param2dict(args: Iterable[str]) -> dict[str, str | None]:
-    """ESMTP parameters as a dict; a parameter without ``=`` maps to None."""
-    found: dict[str, str | None] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        found[key.upper()] = value if sep else None
-    return found
-
-
-def envcallback(c: Callable[..., Any], args: list[str]) -> Any:
-    """Call ``c(address, *plain_params, **KEY=value params)``."""
-    keywords = dictfromlist(args[1:])
-    plain = [arg for arg in args[1:] if arg.find("=") <= 0]
-    return c(args[0], *plain, **keywords)
 
 
 def _with_milter(method: str) -> Callable[..., Any]:
