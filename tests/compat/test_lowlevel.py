@@ -51,6 +51,8 @@ def test_the_shadow_wins_over_an_installed_pymilter(tmp_path: Path) -> None:
                           env=env, timeout=30)
     ours = subprocess.run([sys.executable, "-m", "milterkit", "compat", "pymilter", str(script)],
                           capture_output=True, text=True, env=env, timeout=30, cwd=ROOT)
+    if real.returncode != 0:  # the extension was built for another Python version
+        pytest.skip(f"the real pymilter does not load in this Python: {real.stderr[-200:]}")
     assert real.stdout.split()[1].startswith(site), real.stdout + real.stderr
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.split()[1].endswith("milterkit/compat/pymilter/milter.py"), ours.stdout
