@@ -4,6 +4,7 @@ as pymilter's do (no socket, no runtime)."""
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,10 @@ def test_testbase_mixin_drives_the_filter_and_logs(
     Milter: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # Importing Milter.test sets Milter.NOREPLY = CONTINUE for the process, as pymilter's does:
+    # import it afresh and put NOREPLY back afterwards, so other tests see the real value.
+    monkeypatch.setattr(Milter, "NOREPLY", Milter.NOREPLY)
+    monkeypatch.delitem(sys.modules, "milterkit.compat.pymilter.Milter.test", raising=False)
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "virus").write_bytes(MESSAGE)
     from Milter.test import TestBase
