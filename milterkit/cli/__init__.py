@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "test-client": "test_client",
     "demo": "demo",
     "filters": "filters",
+    "compat": "compat",
 }
 
 
