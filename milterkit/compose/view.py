@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..context import SIGNAL_NAMES, ActionError, ClientContext, StateError
+from ..context import SIGNAL_NAMES, ClientContext
+from ..errors import ActionError, StateError
 from ..macros import MacrosRequests
 from ..protocol.constants import ActionFlag, MacroStage
 from ..reply import format_reply
