@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "replay",
     "test-client": "test_client",
     "demo": "demo",
+    "compat": "compat",
 }
 
 
