@@ -162,6 +162,17 @@ OFFER = encode_packet(b"O", (6).to_bytes(4, "big") + (0x1FF).to_bytes(4, "big")
                       + (0x1FFFFF).to_bytes(4, "big"))
 
 Packet = tuple[bytes, bytes]
+#: Macro-list stage number -> the command byte whose macros it selects.
+_LIST_STAGES = {0: b"C", 1: b"H", 2: b"M", 3: b"R", 4: b"T", 5: b"E", 6: b"N"}
+
+
+def _only_listed(payload: bytes, lists: dict[bytes, set[str]]) -> Packet:
+    stage, items = payload[:1], payload[1:].removesuffix(b"\0").split(b"\0")
+    if stage not in lists or not payload[1:]:
+        return (b"D", payload)
+    pairs = zip(items[::2], items[1::2], strict=True)
+    kept = [(k, v) for k, v in pairs if k.decode() in lists[stage]]
+    return (b"D", stage + b"".join(k + b"\0" + v + b"\0" for k, v in kept))
 
 
 def _normal(reply: object) -> str:
@@ -205,10 +216,18 @@ def drive(port: int, script: Sequence[Packet], timeout: float = 5.0) -> tuple[
         negotiated = decode_reply(b"O", raw)
         assert isinstance(negotiated, NegotiateReply)
         protocol = negotiated.protocol
+        # As Postfix does: a macro list in the reply replaces what the MTA would send.
+        lists = {_LIST_STAGES[int(stage)]: set(names.split())
+                 for stage, names in negotiated.macros.items()}
         pending_macros: list[Packet] = []
+        skipping: bytes | None = None  # after a verdict: skip up to this command (A or Q)
         for code, payload in script:
+            if skipping is not None:
+                if code != skipping and code != b"Q":
+                    continue
+                skipping = None
             if code == b"D":
-                pending_macros.append((code, payload))
+                pending_macros.append(_only_listed(payload, lists))
                 continue
             no_event, no_reply = _STEPS.get(code, (P.NONE, P.NONE))
             macros, pending_macros = pending_macros, []
@@ -222,6 +241,10 @@ def drive(port: int, script: Sequence[Packet], timeout: float = 5.0) -> tuple[
             transcript.append((code.decode(), replies))
             if replies and replies[-1] in ("<closed>", "<timeout>"):
                 break
+            # As an MTA does: a verdict ends the connection (C, H) or the message (M...B); a
+            # refused recipient is just that recipient.
+            if replies and replies[-1] not in ("Continue()", "Skip()") and code != b"R":
+                skipping = b"Q" if code in (b"C", b"H") else b"A"
         with contextlib.suppress(OSError):
             sock.settimeout(1.0)
             tail = sock.recv(65536)
