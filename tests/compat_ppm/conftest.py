@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-_HERE = str(Path(__file__).resolve().parent)
+# The helpers (lib/ppmlib.py) are imported by plain name, as tests/integration does its own.
+_HERE = str(Path(__file__).resolve().parent / "lib")
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 

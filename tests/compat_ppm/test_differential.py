@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from milterkit.protocol import ActionFlag
 from ppmlib import APPS, AppProcess, Packet, drive
+
+from milterkit.protocol import ActionFlag
+from milterkit.protocol.replies import NegotiateReply
 
 
 def braced(stage: bytes, pairs: dict[str, str]) -> Packet:
@@ -85,7 +87,7 @@ SCRIPTS: dict[str, list[Packet]] = {
 
 
 def run_both(app: Path, script: list[Packet], reference: Path, tmp_path: Path
-             ) -> dict[str, tuple[object, list[tuple[str, list[str]]], list[str]]]:
+             ) -> dict[str, tuple[NegotiateReply, list[tuple[str, list[str]]], list[str]]]:
     results = {}
     for kind in ("reference", "compat"):
         events = tmp_path / f"{kind}.events"
@@ -117,11 +119,11 @@ def test_no_reply_hooks_match_purepythonmilter(reference: Path, tmp_path: Path) 
     results = run_both(APPS / "no_reply.py", script, reference, tmp_path)
     ref_negotiated, ref_transcript, ref_events = results["reference"]
     negotiated, transcript, events = results["compat"]
-    assert negotiated.version == ref_negotiated.version  # type: ignore[attr-defined]
-    assert negotiated.protocol == ref_negotiated.protocol  # type: ignore[attr-defined]
+    assert negotiated.version == ref_negotiated.version
+    assert negotiated.protocol == ref_negotiated.protocol
     # purepythonmilter also sends the empty lists; milterkit hides those stages' macros instead.
-    assert negotiated.actions == ActionFlag.SET_SYMBOL_LIST  # type: ignore[attr-defined]
-    assert {stage: names for stage, names in ref_negotiated.macros.items()  # type: ignore[attr-defined]
-            if names} == dict(negotiated.macros)  # type: ignore[attr-defined]
+    assert negotiated.actions == ActionFlag.SET_SYMBOL_LIST
+    assert {stage: names for stage, names in ref_negotiated.macros.items()
+            if names} == dict(negotiated.macros)
     assert transcript == ref_transcript
     assert events == ref_events

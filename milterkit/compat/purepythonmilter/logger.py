@@ -44,9 +44,8 @@ class ConnectionLoggerAdapter(_Adapter):
     ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
         given = extra.pop("connection_id", None)
-        connection_id = (
-            given if isinstance(given, MilterServerConnectionID) else connection_id_context.get(None)
-        )
+        connection_id = given if isinstance(given, MilterServerConnectionID) else None
+        connection_id = connection_id or connection_id_context.get(None)
         short = connection_id.short if connection_id is not None else "NONE"
         trailer = ", ".join(f"{key}={value}" for key, value in extra.items())
         return f"{short}: {msg}{f' [{trailer}]' if trailer else ''}", kwargs

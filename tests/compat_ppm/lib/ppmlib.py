@@ -26,11 +26,12 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
+
 from milterkit.protocol import ProtocolFlag as P
 from milterkit.protocol.framing import PacketDecoder, encode_packet
 from milterkit.protocol.replies import ChangeHeader, NegotiateReply, decode_reply
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 APPS = HERE / "apps"
 EXAMPLES = ("append_header_ip", "change_body", "debug_log_all")
 REQUIRE = "MILTERKIT_PPM_REQUIRE"
