@@ -45,23 +45,27 @@ def _unavailable(reason: str) -> None:
 
 
 def reference_python() -> Path:
-    """The interpreter of a venv with purepythonmilter 0.0.1 and click (built if need be)."""
+    """A launcher of this Python that imports the real purepythonmilter 0.0.1 (and click).
+
+    The packages live in a ``pip install --target`` directory (no venv module needed):
+    ``$MILTERKIT_PPM_REFERENCE`` if set (``.ci/run`` fills it), else one installed from PyPI on
+    first use under ``~/.cache``. The launcher puts that directory first on ``PYTHONPATH``.
+    """
     given = os.environ.get("MILTERKIT_PPM_REFERENCE")
-    venv = Path(given) if given else Path.home() / ".cache" / "milterkit-tests" / "ppm-0.0.1"
-    python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import purepythonmilter, click"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    if given:
-        _unavailable(f"$MILTERKIT_PPM_REFERENCE={given} has no purepythonmilter and click")
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
-                       capture_output=True, timeout=120)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "purepythonmilter==0.0.1",
-                        "click"], check=True, capture_output=True, timeout=300)
-    except (OSError, subprocess.SubprocessError) as exc:
-        _unavailable(f"cannot install purepythonmilter 0.0.1 from PyPI: {exc}")
-    return python
+    target = Path(given) if given else Path.home() / ".cache" / "milterkit-tests" / "ppm-0.0.1"
+    launcher = target / "python-with-purepythonmilter"
+    if not (target / "purepythonmilter").is_dir() or not (target / "click").is_dir():
+        if given:
+            _unavailable(f"$MILTERKIT_PPM_REFERENCE={given} has no purepythonmilter and click")
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target),
+                            "purepythonmilter==0.0.1", "click"], check=True, capture_output=True,
+                           timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            _unavailable(f"cannot install purepythonmilter 0.0.1 from PyPI: {exc}")
+    launcher.write_text(f'#!/bin/sh\nPYTHONPATH="{target}" exec "{sys.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
 
 
 def example_files(python: Path, into: Path) -> dict[str, Path]:
