@@ -94,8 +94,8 @@ class AppProcess:
     """A purepythonmilter application on ``127.0.0.1:port``: ``reference`` or ``compat``."""
 
     def __init__(self, kind: str, app: Path, args: Sequence[str] = (),
-                 reference: Path | None = None) -> None:
-        self.port = free_port()
+                 reference: Path | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.kind = kind
         if kind == "reference":
             assert reference is not None
