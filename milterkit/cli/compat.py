@@ -28,10 +28,11 @@ FLAVOURS: dict[str, str] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add compat's arguments."""
     parser.add_argument("flavour", metavar="FLAVOUR", help=f"one of: {', '.join(FLAVOURS)}")
-    parser.add_argument("command", metavar="COMMAND",
-                        help="a .py file, -m MODULE, or a console script on PATH")
-    parser.add_argument("arguments", metavar="ARG", nargs=argparse.REMAINDER,
-                        help="arguments passed to the application")
+    # One REMAINDER positional, so that "-m MODULE" and the application's own options after
+    # COMMAND are not taken for options of milterkit compat.
+    parser.add_argument("command", metavar="COMMAND [ARG...]", nargs=argparse.REMAINDER,
+                        help="a .py file, -m MODULE, or a console script on PATH, then the "
+                        "application's arguments")
 
 
 def shadow(flavour: str) -> dict[str, str]:
@@ -49,8 +50,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"milterkit compat: unknown flavour {args.flavour!r} (known: "
               f"{', '.join(FLAVOURS)})", file=sys.stderr)
         return 2
-    command: str = args.command
-    arguments: list[str] = list(args.arguments)
+    if not args.command:
+        print("milterkit compat: COMMAND is missing (a .py file, -m MODULE or a console "
+              "script)", file=sys.stderr)
+        return 2
+    command: str = args.command[0]
+    arguments: list[str] = list(args.command[1:])
     module: str | None = None
     path: str | None = None
     if command == "-m":

@@ -70,11 +70,11 @@ _HERE = __name__
 #: (read by ``milterkit compat purepythonmilter``).
 SHADOWED: dict[str, str] = {
     "purepythonmilter": _HERE,
-    "purepythonmilter.api": _HERE,
+    "purepythonmilter.api": f"{_HERE}.api",
     "purepythonmilter.api.application": f"{_HERE}.application",
     "purepythonmilter.api.models": f"{_HERE}.models",
     "purepythonmilter.api.logger": f"{_HERE}.logger",
-    "purepythonmilter.protocol": _HERE,
+    "purepythonmilter.protocol": f"{_HERE}.protocol",
     "purepythonmilter.protocol.commands": f"{_HERE}.commands",
     "purepythonmilter.protocol.responses": f"{_HERE}.responses",
     "purepythonmilter.protocol.definitions": f"{_HERE}.definitions",
