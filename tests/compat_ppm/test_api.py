@@ -156,13 +156,20 @@ def test_a_response_that_is_not_a_final_answer_ends_the_connection(bad: object) 
     assert result.messages == []
 
 
-def test_a_verdict_from_a_no_reply_hook_is_refused_not_sent() -> None:
+def test_a_verdict_from_a_no_reply_hook_is_ignored_not_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def on_helo(cmd: ppm.Helo) -> None:
-        return ppm.Reject()  # type: ignore[return-value]
+        return ppm.Reject(  # type: ignore[return-value]
+            manipulations=[ppm.AppendHeader(headername="X-Kept", headertext="yes")])
 
-    result = session(ppm.PurePythonMilter(hook_on_helo=on_helo), Message.build())
-    assert result.exchanges[-1].replies == []  # nothing was written for the no-reply stage
-    assert result.messages == []  # the connection was closed instead
+    app = ppm.PurePythonMilter(hook_on_helo=on_helo, can_add_headers=True)
+    result = session(app, Message.build())
+    helo = next(e for e in result.exchanges if type(e.command).__name__ == "Helo")
+    assert helo.replies == []  # nothing was written for the no-reply stage
+    assert result.last.verdict == "pass"
+    assert result.last.modifications == [AddHeader("X-Kept", "yes")]
+    assert "annotated to return None but returned Reject; ignored" in caplog.text
 
 
 def test_a_hook_that_raises_ends_the_connection() -> None:

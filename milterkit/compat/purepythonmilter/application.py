@@ -41,6 +41,13 @@ _STAGE_FLAGS: dict[str, tuple[P, P]] = {
     "hook_on_body_chunk": (P.NO_BODY, P.NO_REPLY_BODY),
     "hook_on_unknown": (P.NO_UNKNOWN, P.NO_REPLY_UNKNOWN),
 }
+#: Hook name -> the milterkit signal it answers.
+_SIGNALS: dict[str, str] = {
+    "hook_on_connect": "connect", "hook_on_helo": "helo", "hook_on_mail_from": "envelope-from",
+    "hook_on_rcpt_to": "envelope-recipient", "hook_on_data": "data", "hook_on_header": "header",
+    "hook_on_end_of_headers": "end-of-header", "hook_on_body_chunk": "body",
+    "hook_on_unknown": "unknown",
+}
 #: Command byte of each macro stage (as the define-macro signal names it).
 _STAGE_COMMANDS: dict[MacroStage, str] = {
     MacroStage.CONNECT: "C", MacroStage.HELO: "H", MacroStage.MAIL_FROM: "M",
@@ -166,6 +173,14 @@ class PurePythonMilter:
             flags |= P.HEADER_LEADING_SPACE
         return flags
 
+    def _no_reply_signals(self) -> frozenset[str]:
+        silent = set()
+        for hook_name, signal in _SIGNALS.items():
+            hook = self.hooks[hook_name]
+            if hook is not None and not hook_needs_reply(hook):
+                silent.add(signal)
+        return frozenset(silent)
+
     @property
     def action_flags(self) -> ActionFlag:
         """The actions asked for, from the ``can_*`` flags."""
@@ -223,7 +238,7 @@ class PurePythonMilter:
             macro_requests=self.macro_requests,
             context_class=PurePythonMilterContext,
         )
-        runner = HookRunner(self.hooks, self.hidden_macro_stages)
+        runner = HookRunner(self.hooks, self.hidden_macro_stages, self._no_reply_signals())
         for signal, handler in runner.signal_handlers().items():
             client.connect(signal, handler)
         client.connect("listen-started", self._listen_started)

@@ -30,6 +30,11 @@ from .logger import MilterServerConnectionID, connection_id_context
 
 log = logging.getLogger("milterkit.compat.purepythonmilter")
 
+#: Stages where a verdict ends the whole message (at RCPT it refuses one recipient only).
+_MESSAGE_STAGES = frozenset({"envelope-from", "data", "header", "end-of-header", "body"})
+_MESSAGE_VERDICTS = frozenset({Status.REJECT, Status.TEMPORARY_FAILURE, Status.DISCARD,
+                               Status.ACCEPT})
+
 Hook = Callable[[Any], Awaitable[Any]]
 
 
@@ -46,6 +51,8 @@ class PurePythonMilterContext(ClientContext):
         self.last_macros: tuple[str, dict[str, str]] | None = None
         #: True when the session ended without QUIT (EOF, timeout, protocol error).
         self.ended_without_quit = False
+        #: The message whose end was already reported to ``hook_on_abort``.
+        self.reported_message: object | None = None
 
     def connection_lost(self) -> None:
         self.ended_without_quit = True
@@ -59,10 +66,15 @@ class PurePythonMilterContext(ClientContext):
 class HookRunner:
     """Connects one application's hooks to a Client's signals."""
 
-    def __init__(self, hooks: Mapping[str, Hook | None], hidden_macro_stages: frozenset[str]):
+    def __init__(
+        self, hooks: Mapping[str, Hook | None], hidden_macro_stages: frozenset[str],
+        no_reply_signals: frozenset[str] = frozenset(),
+    ) -> None:
         self.hooks = dict(hooks)
         #: Command bytes (as str) whose macros the application asked not to see.
         self.hidden = hidden_macro_stages
+        #: Signals whose hooks are annotated ``-> None``: the MTA does not wait for a reply.
+        self.no_reply = no_reply_signals
 
     # ------------------------------------------------------------------ wiring
 
@@ -134,7 +146,10 @@ class HookRunner:
                 self._queue(context, extra.manipulations)
         hook = self.hooks.get("hook_on_end_of_message")
         response = await hook(command) if hook is not None else None
-        return self._answer(context, "end-of-message", response or responses.Continue())
+        status = self._answer(context, "end-of-message", response or responses.Continue())
+        if status is not None:
+            self._message_ended(context)
+        return status
 
     def _answer(
         self, context: PurePythonMilterContext, signal: str, response: object
@@ -149,7 +164,25 @@ class HookRunner:
         self._queue(context, response.manipulations)
         if signal == "end-of-message":
             self._apply(context)
-        return self._status(context, signal, response)
+        elif signal in self.no_reply:
+            # The MTA was told not to wait for an answer here, so none can be sent (the
+            # conversation would go out of step, as it does in purepythonmilter).
+            log.warning("%s: the %s hook is annotated to return None but returned %s; "
+                        "ignored (its manipulations are kept)", context.connection_id.short,
+                        signal, type(response).__name__)
+            return None
+        status = self._status(context, signal, response)
+        if signal in _MESSAGE_STAGES and status in _MESSAGE_VERDICTS:
+            self._message_ended(context)
+        return status
+
+    def _message_ended(self, context: PurePythonMilterContext) -> None:
+        """The message ended with a verdict: the MTA sends ABORT next, and purepythonmilter
+        called ``hook_on_abort`` for it. milterkit emits ``abort`` only for a message that ends
+        undecided, so the end of a decided one is reported here (and the ``abort`` signal, if
+        it comes for the same message, is not reported twice)."""
+        context.reported_message = context.message_result
+        self._detach(context, "hook_on_abort", commands.Abort())
 
     def _status(
         self, context: PurePythonMilterContext, signal: str, response: responses.AbstractResponse
@@ -220,24 +253,28 @@ class HookRunner:
         context.message_manipulations = []
         context.last_macros = None
         hook = self.hooks.get("hook_on_abort")
-        if hook is None:
-            return None
+        current = context.message_result
+        if hook is None or current is None or current is context.reported_message:
+            return None  # no message open, or its end was reported with its verdict
+        context.reported_message = current
         return self._notify(context, hook, commands.Abort())
 
     def _on_finished(self, context: PurePythonMilterContext) -> None:
         if not context.ended_without_quit:
-            self._detach(context, "hook_on_quit")
+            self._detach(context, "hook_on_quit", commands.Quit())
 
     def _on_reset(self, context: PurePythonMilterContext) -> None:
         # QUIT_NC: this SMTP client is done; the next one starts with nothing queued.
         context.connection_manipulations = []
         context.message_manipulations = []
-        self._detach(context, "hook_on_quit")
+        self._detach(context, "hook_on_quit", commands.Quit())
 
     def _on_error(self, context: PurePythonMilterContext, error: BaseException) -> None:
         context.ended_without_quit = True
 
-    def _detach(self, context: PurePythonMilterContext, name: str) -> None:
+    def _detach(
+        self, context: PurePythonMilterContext, name: str, command: commands.BaseCommand
+    ) -> None:
         hook = self.hooks.get(name)
         if hook is None or context.await_hook is None:
             return
@@ -246,7 +283,7 @@ class HookRunner:
             if error is not None:
                 log.error("%s: %s raised", context.connection_id.short, name, exc_info=error)
 
-        context.await_hook(self._notify(context, hook, commands.Quit()), done)
+        context.await_hook(self._notify(context, hook, command), done)
 
     async def _notify(
         self, context: PurePythonMilterContext, hook: Hook, command: commands.BaseCommand
