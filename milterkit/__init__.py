@@ -18,6 +18,7 @@ from .context import (
 from .macros import MacrosRequests, MacroTable
 from .protocol import ActionFlag, MacroStage, Option, ProtocolError, ProtocolFlag, SocketAddress
 from .reply import ReplyError, format_reply
+from .responses import Queued, Reply
 from .result import MessageResult
 from .signals import SignalTable
 from .status import State, Status
@@ -41,7 +42,8 @@ __all__ = [
     "ACCEPT", "ALL_OPTIONS", "CONTINUE", "DEFAULT", "DISCARD", "NOT_CHANGE", "NO_REPLY",
     "PROGRESS", "REJECT", "SKIP", "TEMPFAIL", "TEMPORARY_FAILURE", "SIGNAL_NAMES", "ActionError",
     "ActionFlag", "ClientContext", "MacroStage", "MacroTable", "MacrosRequests", "MessageResult",
-    "MilterError", "Option", "ProtocolError", "ProtocolFlag", "ReplyError", "SignalTable",
+    "MilterError", "Option", "ProtocolError", "ProtocolFlag", "Queued", "Reply", "ReplyError",
+    "SignalTable",
     "SocketAddress", "State", "StateError", "Status", "StatusError", "__version__",
     "format_reply",
 ]

@@ -45,6 +45,7 @@ from .protocol.replies import (
     ReplyText,
 )
 from .reply import ReplyError, format_reply
+from .responses import QUEUE_KEY, apply_queued, to_status
 from .result import MessageResult
 from .signals import SignalTable
 from .status import PASS, PASSING, State, Status
@@ -654,6 +655,12 @@ class ClientContext:
         self.state = self.last_state = stage.state  # every stage state is a command state
         self._pending = stage
         self._negotiate_option = option
+        if stage is END_OF_MESSAGE and QUEUE_KEY in self._shelf:
+            try:
+                apply_queued(self)  # milterkit.Queued modifications, asked for earlier
+            except Exception as exc:
+                self._respond(stage, self._on_handler_error(stage, exc))
+                return
         receivers = self._receivers(stage)
         if not receivers:
             # Nobody listens: no opinion, which is always valid. Skip the emission machinery.
@@ -689,7 +696,7 @@ class ClientContext:
                 if inspect.isawaitable(result):
                     self._await(stage, args, receivers, status, result)
                     return _WAITING
-                result = _coerce(stage, result)
+                result = _coerce(self, stage, result)
             if result is S.NOT_CHANGE:
                 continue
             status = result
@@ -720,7 +727,7 @@ class ClientContext:
                 if result is None or result is S.NOT_CHANGE:
                     merged = status
                 else:
-                    merged = result if isinstance(result, Status) else _coerce(stage, result)
+                    merged = result if isinstance(result, Status) else _coerce(self, stage, result)
                 if merged in PASSING:
                     final = self._run_handlers(stage, args, receivers, merged)
                     if final is _WAITING:
@@ -1080,15 +1087,17 @@ def _parse_reply(reply: str) -> str:
     return format_reply(code, None, rest or None)
 
 
-def _coerce(stage: Stage, result: Any) -> Status:
+def _coerce(context: ClientContext, stage: Stage, result: Any) -> Status:
     if isinstance(result, int) and not isinstance(result, bool):
         try:
             return Status(result)
         except ValueError:
             pass
-    raise StatusError(
-        f"a handler of {stage.name!r} returned {result!r}; return a milterkit.Status or None"
-    )
+        raise StatusError(
+            f"a handler of {stage.name!r} returned {result!r}; return a milterkit.Status or None"
+        )
+    # A Reply or a modification (milterkit.responses); None from it means "no opinion".
+    return to_status(context, stage.name, result) or S.NOT_CHANGE
 
 
 def _check_header(name: str, value: str) -> None:
