@@ -77,7 +77,7 @@ def test_module_path_and_console_script_forms_see_the_shadowed_package(tmp_path:
     script.parent.mkdir()
     script.write_text(f"#!{sys.executable}\n" + (tmp_path / "which_ppm.py").read_text())
     script.chmod(0o755)
-    expected = ("milterkit.compat.purepythonmilter milterkit.compat.purepythonmilter.models "
+    expected = ("milterkit.compat.purepythonmilter milterkit.compat.purepythonmilter.api.models "
                 "['--flag', 'x']\n")
     env = {"PYTHONPATH": str(tmp_path), "PATH": f"{script.parent}:/usr/bin:/bin"}
     for command in (["-m", "which_ppm"], [str(tmp_path / "which_ppm.py")], ["which-ppm"]):

@@ -7,8 +7,16 @@ names it provides. See the "From purepythonmilter" page of the documentation.
 
 from __future__ import annotations
 
-from .application import DEFAULT_RESTRICT_SYMBOLS, ProgrammingError, PurePythonMilter
-from .commands import (
+from .api.application import DEFAULT_RESTRICT_SYMBOLS, ProgrammingError, PurePythonMilter
+from .api.models import (
+    ConnectionInfoArgs,
+    ConnectionInfoArgsIPv4,
+    ConnectionInfoArgsIPv6,
+    ConnectionInfoArgsUnixSocket,
+    ConnectionInfoUnknown,
+    EsmtpArgsType,
+)
+from .protocol.commands import (
     Abort,
     BaseCommand,
     BodyChunk,
@@ -19,22 +27,14 @@ from .commands import (
     Header,
     Helo,
     MailFrom,
-    ProtocolViolationCommandData,
     Quit,
     QuitNoClose,
     RcptTo,
     Unknown,
 )
-from .definitions import MacroStage
-from .models import (
-    ConnectionInfoArgs,
-    ConnectionInfoArgsIPv4,
-    ConnectionInfoArgsIPv6,
-    ConnectionInfoArgsUnixSocket,
-    ConnectionInfoUnknown,
-    EsmtpArgsType,
-)
-from .responses import (
+from .protocol.definitions import MacroStage
+from .protocol.exceptions import ProtocolViolationCommandData
+from .protocol.responses import (
     AbstractManipulation,
     AbstractResponse,
     AbstractVerdict,
@@ -67,18 +67,17 @@ DEFAULT_LISTENING_TCP_PORT = 9000
 
 _HERE = __name__
 #: The module names a purepythonmilter application imports -> the milterkit module providing it
-#: (read by ``milterkit compat purepythonmilter``).
+#: (read by ``milterkit compat purepythonmilter``). The layout is purepythonmilter's, so a name
+#: under ``purepythonmilter.`` is the same name under this package.
 SHADOWED: dict[str, str] = {
-    "purepythonmilter": _HERE,
-    "purepythonmilter.api": f"{_HERE}.api",
-    "purepythonmilter.api.application": f"{_HERE}.application",
-    "purepythonmilter.api.models": f"{_HERE}.models",
-    "purepythonmilter.api.logger": f"{_HERE}.logger",
-    "purepythonmilter.protocol": f"{_HERE}.protocol",
-    "purepythonmilter.protocol.commands": f"{_HERE}.commands",
-    "purepythonmilter.protocol.responses": f"{_HERE}.responses",
-    "purepythonmilter.protocol.definitions": f"{_HERE}.definitions",
-    "purepythonmilter.protocol.exceptions": f"{_HERE}.commands",
+    name: _HERE + name.removeprefix("purepythonmilter")
+    for name in (
+        "purepythonmilter", "purepythonmilter.api", "purepythonmilter.api.application",
+        "purepythonmilter.api.models", "purepythonmilter.api.logger",
+        "purepythonmilter.protocol", "purepythonmilter.protocol.commands",
+        "purepythonmilter.protocol.responses", "purepythonmilter.protocol.definitions",
+        "purepythonmilter.protocol.exceptions",
+    )
 }
 
 __all__ = [

@@ -25,8 +25,8 @@ from typing import Any
 from ... import ClientContext, Status
 from ...protocol import ConnectionFailure, SocketAddress
 from ...protocol.text import encode_text
-from . import commands, responses
-from .logger import MilterServerConnectionID, connection_id_context
+from .api.logger import MilterServerConnectionID, connection_id_context
+from .protocol import commands, responses
 
 log = logging.getLogger("milterkit.compat.purepythonmilter")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from . import models
+from ..api import models
 from .definitions import MAX_DATA_SIZE
 
 

@@ -14,12 +14,9 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from . import models
+from ..api import models
 from .definitions import AddressFamily
-
-
-class ProtocolViolationCommandData(ValueError):
-    """A command's payload cannot be decoded."""
+from .exceptions import ProtocolViolationCommandData
 
 
 def _split_nul(data: bytes) -> list[bytes]:

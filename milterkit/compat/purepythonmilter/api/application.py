@@ -16,16 +16,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType, NoneType
 from typing import Any
 
-from ... import ActionFlag
-from ... import MacroStage as KitMacroStage
-from ... import ProtocolFlag as P
-from . import commands, responses
-from .definitions import MacroStage
+from .... import ActionFlag
+from .... import MacroStage as KitMacroStage
+from .... import ProtocolFlag as P
+from ..protocol import commands, responses
+from ..protocol.definitions import MacroStage
+from ..session import HookRunner, PurePythonMilterContext
 from .logger import ConnectionContextLogger
-from .session import HookRunner, PurePythonMilterContext
 
 if typing.TYPE_CHECKING:
-    from ...server.client import Client
+    from ....server.client import Client
 
 log = logging.getLogger("purepythonmilter.server.milterserver")
 
@@ -226,7 +226,7 @@ class PurePythonMilter:
 
     def build_client(self, spec: str) -> Client:
         """A :class:`milterkit.Client` listening on ``spec`` that serves this application."""
-        from ...server.client import Client
+        from ....server.client import Client
 
         client = Client(
             spec,
