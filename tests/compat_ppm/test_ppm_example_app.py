@@ -60,28 +60,46 @@ def test_the_subject_asks_for_a_new_body(spec: str) -> None:
     assert outcome.message.body == b"The body was replaced.\r\n"
 
 
-def test_an_unknown_flavour_or_command_is_one_line_and_exit_2() -> None:
+def test_an_unknown_flavour_or_command_is_a_clear_error_and_exit_2() -> None:
     for argv in (["nosuch", str(EXAMPLE)], ["purepythonmilter", "no-such-command-here"],
                  ["purepythonmilter", "-m"]):
         done = subprocess.run([sys.executable, "-m", "milterkit", "compat", *argv],
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 2, done
-        assert done.stderr.count("\n") == 1 and "milterkit compat:" in done.stderr
+        # A clear last line naming the command, never a traceback.
+        assert "Traceback" not in done.stderr
+        assert "milterkit compat" in done.stderr.splitlines()[-1]
 
 
-def test_module_path_and_console_script_forms_see_the_shadowed_package(tmp_path: Path) -> None:
+def test_module_and_path_forms_see_the_shadowed_package(tmp_path: Path) -> None:
     (tmp_path / "which_ppm.py").write_text(
         "import sys, purepythonmilter, purepythonmilter.api.models as m\n"
         "print(purepythonmilter.__name__, m.__name__, sys.argv[1:])\n")
-    script = tmp_path / "bin" / "which-ppm"
-    script.parent.mkdir()
-    script.write_text(f"#!{sys.executable}\n" + (tmp_path / "which_ppm.py").read_text())
-    script.chmod(0o755)
     expected = ("milterkit.compat.purepythonmilter milterkit.compat.purepythonmilter.api.models "
                 "['--flag', 'x']\n")
-    env = {"PYTHONPATH": str(tmp_path), "PATH": f"{script.parent}:/usr/bin:/bin"}
-    for command in (["-m", "which_ppm"], [str(tmp_path / "which_ppm.py")], ["which-ppm"]):
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for command in (["-m", "which_ppm"], [str(tmp_path / "which_ppm.py")]):
         done = subprocess.run([sys.executable, "-m", "milterkit", "compat", "purepythonmilter",
                                *command, "--flag", "x"], capture_output=True, text=True,
                               timeout=30, env=env)
         assert (done.returncode, done.stdout) == (0, expected), (command, done.stderr)
+
+
+def test_run_options_of_milterkit_compat_override_the_application_address(tmp_path: Path) -> None:
+    """``milterkit compat purepythonmilter --listen SPEC app.py``: run_server serves on SPEC."""
+    pytest.importorskip("milterkit.compat.runtime", reason="milterkit compat without run options")
+    port = free_port()
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "milterkit", "compat", "purepythonmilter",
+                                 "--listen", f"inet:{port}@127.0.0.1", str(EXAMPLE),
+                                 "--port", "1"], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 20
+        while b"awaiting connections" not in log.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert run(f"inet:{port}@127.0.0.1").last.verdict == "pass"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -9,6 +9,7 @@ SKIP is always requested; the ``can_*`` flags become the actions asked for. ``re
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ipaddress
 import logging
 import typing
@@ -252,7 +253,7 @@ class PurePythonMilter:
         """Serve on ``host``:``port`` until SIGINT or SIGTERM (or the task is cancelled)."""
         if self._client is not None:
             raise RuntimeError("You can only start this app once.")
-        client = self._client = self.build_client(_spec(host, port))
+        client = self._client = self._configured_client(host, port)
         try:
             await client.start()
             client.install_signal_handlers()
@@ -267,11 +268,40 @@ class PurePythonMilter:
         """Blocking: serve on ``host``:``port`` until SIGINT or SIGTERM."""
         if self._client is not None:
             raise RuntimeError("You can only start this app once.")
-        client = self._client = self.build_client(_spec(host, port))
+        client = self._client = self._configured_client(host, port)
+        options = _runtime_options()
         try:
-            client.run()
+            if options is None:
+                client.run()
+            else:
+                client.run(workers=options.workers, loop=options.loop)
         finally:
             self._client = None
+
+    def _configured_client(self, host: str, port: int) -> Client:
+        """The client for ``run_server``, with ``milterkit compat``'s run options if it set
+        any (``--listen`` overrides the application's address)."""
+        options = _runtime_options()
+        if options is None:
+            return self.build_client(_spec(host, port))
+        client = self.build_client(options.listen or _spec(host, port))
+        if options.timeout is not None:
+            client.timeout = options.timeout
+            client.context_options["timeout"] = options.timeout
+        if options.max_connections is not None:
+            client.max_connections = options.max_connections
+        client.shutdown_timeout = options.shutdown_timeout
+        return client
+
+
+def _runtime_options() -> Any:
+    """``milterkit.compat.runtime.OPTIONS`` where the ``milterkit compat`` command provides
+    them (workers, loop, listen, timeout...), else None."""
+    try:
+        runtime = importlib.import_module("milterkit.compat.runtime")
+    except ImportError:
+        return None
+    return getattr(runtime, "OPTIONS", None)
 
 
 def _spec(host: str, port: int) -> str:
