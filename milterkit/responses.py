@@ -86,7 +86,7 @@ def to_status(context: ClientContext, stage: str, result: Any) -> Status | None:
     anything that is not a response, :class:`~milterkit.ActionError` for a modification that
     cannot be done here.
     """
-    from .context import ActionError, StatusError
+    from . import ActionError, StatusError  # the package exports both, wherever they live
 
     if isinstance(result, Status):
         return result
