@@ -24,6 +24,7 @@ from .errors import (
 from .macros import MacrosRequests, MacroTable
 from .protocol import ActionFlag, MacroStage, Option, ProtocolError, ProtocolFlag, SocketAddress
 from .reply import format_reply
+from .responses import Queued, Reply
 from .result import MessageResult
 from .signals import SignalTable
 from .status import State, Status
@@ -48,8 +49,8 @@ __all__ = [
     "ACCEPT", "ALL_OPTIONS", "ActionError", "ActionFlag", "CONTINUE", "ClientContext", "DEFAULT",
     "DISCARD", "InvalidValue", "LocalError", "MacroStage", "MacroTable", "MacrosRequests",
     "MessageResult", "MilterError", "MilterkitError", "NOT_CHANGE", "NO_REPLY", "NegotiationError",
-    "Option", "PROGRESS", "ProtocolError", "ProtocolFlag", "REJECT", "RemoteProtocolError",
-    "ReplyError", "SIGNAL_NAMES", "SKIP", "SignalError", "SignalTable", "SocketAddress", "State",
+    "Option", "PROGRESS", "ProtocolError", "ProtocolFlag", "Queued", "REJECT", "RemoteProtocolError",
+    "Reply", "ReplyError", "SIGNAL_NAMES", "SKIP", "SignalError", "SignalTable", "SocketAddress", "State",
     "StateError", "Status", "StatusError", "TEMPFAIL", "TEMPORARY_FAILURE", "Transaction",
     "__version__", "format_reply",
 ]

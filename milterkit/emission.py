@@ -12,12 +12,13 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import LocalError, ReplyError, StateError, StatusError
 from .protocol.constants import ProtocolFlag as P
 from .protocol.negotiation import Negotiation, Option
 from .reply import REPLY_CLASS, verdict_packet
+from .responses import QUEUE_KEY, apply_queued, to_status
 from .stages import (
     ABORT,
     END_OF_MESSAGE,
@@ -29,6 +30,7 @@ from .stages import (
 from .status import NEXT_HANDLER_RUNS, NO_VERDICT, State, Status
 
 if TYPE_CHECKING:
+    from .context import ClientContext
     from .macros import MacrosRequests
     from .result import MessageResult
     from .signals import SignalTable
@@ -160,8 +162,8 @@ class Emitter:
             owed = pending.name if pending else "nothing"
             raise StateError(f"no reply is owed for {stage!r} (a reply is owed for {owed})")
         try:
-            checked = self._check(pending, S.DEFAULT if status is None else _coerce(pending,
-                                                                                     status))
+            coerced = S.DEFAULT if status is None else _coerce(self, pending, status)
+            checked = self._check(pending, S.DEFAULT if coerced is S.NOT_CHANGE else coerced)
         except LocalError as exc:
             checked = self._on_handler_error(pending, exc)
         self._respond(pending, checked)
@@ -191,6 +193,13 @@ class Emitter:
     def _dispatch(self, stage: Stage, args: tuple[Any, ...]) -> None:
         self.state = self.last_state = stage.state  # every stage state is a command state
         self._pending = stage
+        if stage is END_OF_MESSAGE and QUEUE_KEY in self._transaction.shelf:
+            try:
+                # milterkit.Queued modifications a handler asked for before end-of-message
+                apply_queued(cast("ClientContext", self))
+            except Exception as exc:
+                self._respond(stage, self._on_handler_error(stage, exc))
+                return
         receivers = self._receivers(stage)
         if not receivers:
             # Nobody listens: no opinion, which is always valid. Skip the emission machinery.
@@ -226,7 +235,7 @@ class Emitter:
                 if inspect.isawaitable(result):
                     self._await(stage, args, receivers, status, result)
                     return _WAITING
-                result = _coerce(stage, result)
+                result = _coerce(self, stage, result)
             if result is S.NOT_CHANGE:
                 continue
             status = result
@@ -257,7 +266,9 @@ class Emitter:
                 if result is None or result is S.NOT_CHANGE:
                     merged = status
                 else:
-                    merged = _coerce(stage, result)
+                    merged = _coerce(self, stage, result)
+                    if merged is S.NOT_CHANGE:
+                        merged = status
                 if merged in NEXT_HANDLER_RUNS:
                     final = self._run_handlers(stage, args, receivers, merged)
                     if final is _WAITING:
@@ -429,16 +440,22 @@ class Emitter:
         hook(awaitable, done)
 
 
-def _coerce(stage: Stage, result: Any) -> Status:
-    """A handler's result as a Status; anything else (pymilter's bare ints included) is refused."""
+def _coerce(emitter: Emitter, stage: Stage, result: Any) -> Status:
+    """A handler's result as a Status.
+
+    A :class:`~milterkit.responses.Reply` or a modification is carried out by
+    :func:`~milterkit.responses.to_status` (NOT_CHANGE: it has no opinion); anything else,
+    pymilter's bare ints included, is refused.
+    """
     if isinstance(result, Status):
         return result
-    hint = (" (a bare int is not a status: milterkit's and pymilter's numbers differ; "
+    if isinstance(result, int) and not isinstance(result, bool):
+        raise StatusError(
+            f"a handler of {stage.name!r} returned {result!r}; return a milterkit.Status or None"
+            " (a bare int is not a status: milterkit's and pymilter's numbers differ; "
             "pymilter filters run under milterkit.compat.pymilter)"
-            if isinstance(result, int) and not isinstance(result, bool) else "")
-    raise StatusError(
-        f"a handler of {stage.name!r} returned {result!r}; return a milterkit.Status or None{hint}"
-    )
+        )
+    return to_status(cast("ClientContext", emitter), stage.name, result) or S.NOT_CHANGE
 
 
 def _base_context_class(cls: type) -> type:

@@ -1,0 +1,1 @@
+"""``purepythonmilter.api``: the application object, the connection models and the logger."""

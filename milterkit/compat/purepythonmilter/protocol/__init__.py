@@ -1,0 +1,1 @@
+"""``purepythonmilter.protocol``: the command and response objects and the protocol enums."""
