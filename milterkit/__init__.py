@@ -49,10 +49,10 @@ __all__ = [
     "ACCEPT", "ALL_OPTIONS", "ActionError", "ActionFlag", "CONTINUE", "ClientContext", "DEFAULT",
     "DISCARD", "InvalidValue", "LocalError", "MacroStage", "MacroTable", "MacrosRequests",
     "MessageResult", "MilterError", "MilterkitError", "NOT_CHANGE", "NO_REPLY", "NegotiationError",
-    "Option", "PROGRESS", "ProtocolError", "ProtocolFlag", "Queued", "REJECT", "RemoteProtocolError",
-    "Reply", "ReplyError", "SIGNAL_NAMES", "SKIP", "SignalError", "SignalTable", "SocketAddress", "State",
-    "StateError", "Status", "StatusError", "TEMPFAIL", "TEMPORARY_FAILURE", "Transaction",
-    "__version__", "format_reply",
+    "Option", "PROGRESS", "ProtocolError", "ProtocolFlag", "Queued", "REJECT",
+    "RemoteProtocolError", "Reply", "ReplyError", "SIGNAL_NAMES", "SKIP", "SignalError",
+    "SignalTable", "SocketAddress", "State", "StateError", "Status", "StatusError", "TEMPFAIL",
+    "TEMPORARY_FAILURE", "Transaction", "__version__", "format_reply",
 ]
 
 if TYPE_CHECKING:
