@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .backlog import DEFAULT_MAX_BACKLOG, Backlog
 from .context_api import ContextAPI
 from .emission import AwaitHook, Emitter
 from .errors import ActionError, RequirementsNotOffered, UnsupportedOffer
@@ -66,7 +67,7 @@ S = Status
 _tags = itertools.count(1)
 
 
-class ClientContext(ConnectMixin, ContextAPI, Emitter):
+class ClientContext(ConnectMixin, ContextAPI, Emitter, Backlog):
     """One MTA connection: decodes the MTA's packets, emits signals, writes replies.
 
     ``write`` receives every reply packet (bytes); nothing else does I/O. ``signals`` is an
@@ -95,6 +96,7 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
         exception_reply: str | None = "451 4.3.0 Temporary failure in the mail filter",
         timeout: float = 7210.0,
         tag: int | None = None,
+        max_backlog: tuple[int, int] = DEFAULT_MAX_BACKLOG,
     ) -> None:
         self._write = write
         self.signals = SignalTable(SIGNAL_NAMES, parent=signals, arguments=SIGNAL_ARGUMENTS)
@@ -143,6 +145,7 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
 
         self._decoder = PacketDecoder(max_payload)
         self._backlog: deque[tuple[bytes, bytes]] = deque()
+        self._init_backlog(max_backlog)
         self._running = False
         self._finished = False
         self._connected = False
@@ -221,6 +224,8 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
         if packets:
             self._backlog.extend(packets)
             self._run()
+            if self._backlog:
+                self._check_backlog()
         error = self._decoder.error
         if error is not None and not self._finished:
             assert isinstance(error, ProtocolError)
@@ -260,6 +265,8 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
             raise
         finally:
             self._running = False
+            if self.drain_hook is not None:
+                self.drain_hook()
 
     def _process(self, command: bytes, payload: bytes) -> None:
         decoded = cmd.decode_command(command, payload)

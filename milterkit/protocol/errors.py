@@ -99,6 +99,19 @@ class UnexpectedCommand(ProtocolError):
     """A well-formed command arrived where the session state does not allow it."""
 
 
+class BacklogOverflow(ProtocolError):
+    """The MTA sent more than the context may queue while a handler's reply is owed.
+
+    ``packets`` and ``size`` are what was queued; ``limit`` is the ``(packets, bytes)`` bound.
+    """
+
+    def __init__(self, message: str, packets: int, size: int, limit: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.packets = packets
+        self.size = size
+        self.limit = limit
+
+
 class NegotiationError(MilterkitError):
     """The option negotiation cannot succeed; the subclass says whose fault it is."""
 

@@ -21,6 +21,11 @@ class HandlerCancelled(RuntimeError):
     """A coroutine handler's task was cancelled before it gave a status."""
 
 
+class DeadlineExceeded(HandlerCancelled):
+    """A coroutine handler ran past the Client's ``handler_deadline`` and was cancelled; the
+    exception policy answers for it."""
+
+
 def task_outcome(task: asyncio.Future[Any]) -> tuple[Any, BaseException | None]:
     """``(result, error)`` of a finished task, by the one cancellation rule."""
     if task.cancelled():

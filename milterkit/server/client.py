@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..backlog import DEFAULT_MAX_BACKLOG
 from ..context import SIGNAL_NAMES, ClientContext
 from ..handlers import SIGNAL_ARGUMENTS
 from ..protocol.constants import DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage, ProtocolFlag
@@ -30,7 +31,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("milterkit.server")
 
 #: Signals of the Client itself; their handlers are called ``handler(client, *args)``.
-CLIENT_SIGNAL_NAMES = ("connection-established", "listen-started", "connection-finished")
+CLIENT_SIGNAL_NAMES = (
+    "connection-established", "listen-started", "connection-finished",
+    "backlog-paused", "backlog-resumed",
+)
 #: The default connection spec (milter-manager's C tools use the same).
 DEFAULT_SPEC = "inet:10025@127.0.0.1"
 DEFAULT_EXCEPTION_REPLY = "451 4.3.0 Temporary failure in the mail filter"
@@ -44,6 +48,10 @@ ACCEPT_RETRY_FIRST = 0.1
 ACCEPT_RETRY_MAX = 2.0
 # A failure that goes on is logged again at error level every so many retries (~1 minute).
 _ACCEPT_FAILURES_RELOGGED = 30
+#: At most so many connections are accepted per readiness of a listener (then other work runs).
+ACCEPT_BATCH = 128
+#: A connection stops reading while this many commands, or bytes, wait for a pending handler.
+DEFAULT_BACKLOG_PAUSE = (64, 256 * 1024)
 
 
 class Client:
@@ -54,7 +62,12 @@ class Client:
     ``timeout`` is the inactivity timeout of a connection in seconds (None: none).
     ``exception_policy`` / ``exception_reply`` say what a handler's exception becomes.
     ``max_connections`` caps concurrent connections (further ones wait in the listen backlog);
-    ``progress_interval`` sends a progress keep-alive that often while a coroutine handler runs.
+    ``progress_interval`` sends a progress keep-alive that often while a coroutine handler runs;
+    ``handler_deadline`` (seconds, None: none) cancels a coroutine handler that runs longer and
+    lets the exception policy answer (keep-alives never extend it).
+    ``backlog_pause`` (packets, bytes) is how much may wait for a pending handler before the
+    connection stops reading; ``max_backlog`` (packets, bytes) is the hard bound past which the
+    MTA's flood is a protocol error (see docs/reliability).
     ``actions``, ``protocol``, ``macro_requests`` and ``max_payload`` go to every context;
     ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
     """
@@ -78,8 +91,16 @@ class Client:
         context_class: type[ClientContext] = ClientContext,
         shutdown_timeout: float = 30.0,
         socket_activation: bool = True,
+        handler_deadline: float | None = None,
+        backlog_pause: tuple[int, int] = DEFAULT_BACKLOG_PAUSE,
+        max_backlog: tuple[int, int] = DEFAULT_MAX_BACKLOG,
     ) -> None:
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
+        if handler_deadline is not None and handler_deadline <= 0:
+            raise ValueError(f"handler_deadline must be positive, not {handler_deadline}")
+        if min(backlog_pause) < 1:
+            raise ValueError(f"backlog_pause must be positive (packets, bytes), not "
+                             f"{backlog_pause}")
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         if progress_interval is not None and progress_interval <= 0:
@@ -87,6 +108,10 @@ class Client:
         self.timeout = timeout
         self.max_connections = max_connections
         self.progress_interval = progress_interval
+        #: Seconds a coroutine handler may run before it is cancelled (None: no deadline).
+        self.handler_deadline = handler_deadline
+        #: ``(packets, bytes)`` waiting for a pending handler at which a connection stops reading.
+        self.backlog_pause = (int(backlog_pause[0]), int(backlog_pause[1]))
         self.socket_mode = socket_mode
         self.socket_group = socket_group
         self.backlog = backlog
@@ -103,6 +128,7 @@ class Client:
             actions=actions, protocol=protocol, macro_requests=macro_requests,
             max_payload=max_payload, exception_policy=exception_policy,
             exception_reply=exception_reply, timeout=timeout if timeout is not None else 0.0,
+            max_backlog=max_backlog,
         )
         # Validate the context options now, not on the first connection.
         context_class(lambda data: None, tag=0, **self.context_options)
@@ -254,11 +280,34 @@ class Client:
                 log.info("accepting again on %s after %d failed accept()", listener.name,
                          failures)
                 delay, failures = 0.0, 0
-            try:
-                await loop.connect_accepted_socket(factory, conn)
-            except OSError as exc:  # the peer went away between accept() and now
-                log.debug("dropping a connection that failed at once: %s", exc)
-                conn.close()
+            # Fair accept: take every connection already waiting (up to a bound and the
+            # connection limit) in this turn, not one per turn or two; under load, a turn of the
+            # loop is long, and one accept per turn left new MTAs waiting for seconds.
+            batch = [conn]
+            room = ACCEPT_BATCH
+            if self.max_connections is not None:
+                room = min(room, self.max_connections - len(self.connections))
+            while len(batch) < room:
+                try:
+                    more, _ = sock.accept()
+                except OSError:
+                    break  # none waiting (EAGAIN); a real error recurs on the next sock_accept
+                batch.append(more)
+            await asyncio.gather(*(self._start_connection(loop, factory, one) for one in batch))
+
+    @staticmethod
+    async def _start_connection(
+        loop: asyncio.AbstractEventLoop, factory: Callable[[], Connection], conn: socket.socket,
+    ) -> None:
+        try:
+            conn.setblocking(False)
+            await loop.connect_accepted_socket(factory, conn)
+        except OSError as exc:  # the peer went away between accept() and now
+            log.debug("dropping a connection that failed at once: %s", exc)
+            conn.close()
+        except asyncio.CancelledError:  # the listener is closing: this one is not served
+            conn.close()
+            raise
 
     def _connection_made(self, connection: Connection) -> None:
         self.connections.add(connection)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 from ..context import ClientContext, StateError
 from ..protocol.errors import NegotiationError, ProtocolError
 from ..result import MessageResult
+from .awaiting import DeadlineExceeded, task_outcome
 from .awaiting import HandlerCancelled as HandlerCancelled  # its home was here
-from .awaiting import task_outcome
 
 if TYPE_CHECKING:
     from .client import Client
@@ -39,6 +39,11 @@ class Connection(asyncio.Protocol):
         self.verdicts: Counter[str] = Counter()
         self._loop = asyncio.get_running_loop()
         self._tasks: dict[asyncio.Future[Any], asyncio.TimerHandle | None] = {}
+        self._deadlines: dict[asyncio.Future[Any], asyncio.TimerHandle] = {}
+        self._expired: set[asyncio.Future[Any]] = set()  # answered at their deadline
+        # Why reading is paused: "backlog" (commands wait for a pending handler) and/or
+        # "writing" (the MTA does not read our replies). Empty while reading.
+        self._paused: set[str] = set()
         self._timeout = client.timeout or 0.0
         self._last_activity = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
@@ -84,10 +89,27 @@ class Connection(asyncio.Protocol):
             context.feed(data)
         except (ProtocolError, NegotiationError) as exc:
             self._protocol_error(exc)
+            return
         except Exception:
             # Only reachable with exception_policy=None: the handler's error is re-raised.
             log.exception("[%s] unhandled error; closing the connection", context.tag)
             self.close("error")
+            return
+        packets, size = context.backlog
+        if packets:
+            limit_packets, limit_bytes = self.client.backlog_pause
+            if packets >= limit_packets or size >= limit_bytes:
+                log.debug("[%s] %d commands (%d bytes) wait for %s: pausing reading",
+                          context.tag, packets, size, context.pending)
+                context.drain_hook = self._on_drain
+                self._pause("backlog")
+
+    def pause_writing(self) -> None:
+        # The MTA is not reading our replies: read no more commands, which would only make more.
+        self._pause("writing")
+
+    def resume_writing(self) -> None:
+        self._resume("writing")
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost finishes the session
@@ -112,8 +134,49 @@ class Connection(asyncio.Protocol):
                 if keepalive is not None:
                     keepalive.cancel()
                 task.cancel()
+            for deadline in self._deadlines.values():
+                deadline.cancel()
+            self._deadlines.clear()
             self._summary()
             self.client._connection_lost(self)
+
+    # -------------------------------------------------------------- flow control
+
+    @property
+    def paused(self) -> frozenset[str]:
+        """Why reading is paused: ``backlog`` (commands wait for a pending handler), ``writing``
+        (the MTA does not read our replies); empty while reading."""
+        return frozenset(self._paused)
+
+    def _pause(self, reason: str) -> None:
+        if reason in self._paused or self._closed:
+            return
+        first = not self._paused
+        self._paused.add(reason)
+        if first:
+            assert self.transport is not None and self.context is not None
+            self.transport.pause_reading()
+            self.client.emit("backlog-paused", self.context)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if not self._paused and not self._closed:
+            assert self.transport is not None and self.context is not None
+            self.transport.resume_reading()
+            self.client.emit("backlog-resumed", self.context)
+
+    def _on_drain(self) -> None:
+        # The context's drain_hook while paused for its backlog: resume at half the bound.
+        context = self.context
+        assert context is not None
+        packets, size = context.backlog
+        limit_packets, limit_bytes = self.client.backlog_pause
+        if packets <= limit_packets // 2 and size <= limit_bytes // 2:
+            context.drain_hook = None
+            log.debug("[%s] backlog down to %d commands: reading again", context.tag, packets)
+            self._resume("backlog")
 
     # -------------------------------------------------------------- writing, closing
 
@@ -190,7 +253,29 @@ class Connection(asyncio.Protocol):
         if interval and self.context is not None and self.context.pending is not None:
             keepalive = self._loop.call_later(interval, self._keepalive, task)
         self._tasks[task] = keepalive
+        deadline = self.client.handler_deadline
+        if deadline:
+            self._deadlines[task] = self._loop.call_later(deadline, self._deadline, task, done)
         task.add_done_callback(lambda finished: self._task_done(finished, done))
+
+    def _deadline(self, task: asyncio.Future[Any], done: Done) -> None:
+        # Answer now (the exception policy) and cancel the task; a task that ignores the
+        # cancellation can no longer hold the session. Keep-alives never move this timer.
+        self._deadlines.pop(task, None)
+        if task.done() or self._closed:
+            return
+        keepalive = self._tasks.pop(task, None)
+        if keepalive is not None:
+            keepalive.cancel()
+        self._expired.add(task)
+        task.cancel()
+        context = self.context
+        assert context is not None
+        deadline = self.client.handler_deadline
+        log.warning("[%s] a handler of %s ran past its deadline (%g s): cancelled", context.tag,
+                    context.pending or "a detached abort", deadline)
+        self._answer(done, None, DeadlineExceeded(
+            f"the coroutine handler ran past its {deadline:g} s deadline"))
 
     def _keepalive(self, task: asyncio.Future[Any]) -> None:
         if task.done() or task not in self._tasks or self._closed:
@@ -211,14 +296,24 @@ class Connection(asyncio.Protocol):
         keepalive = self._tasks.pop(task, None)
         if keepalive is not None:
             keepalive.cancel()
+        deadline = self._deadlines.pop(task, None)
+        if deadline is not None:
+            deadline.cancel()
         context = self.context
         assert context is not None
+        if task in self._expired:
+            self._expired.discard(task)  # answered at its deadline already
+            return
         if self._closed:
             if not task.cancelled() and task.exception() is not None:
                 log.debug("[%s] a handler failed after the connection closed: %r",
                           context.tag, task.exception())
             return
-        result, error = task_outcome(task)
+        self._answer(done, *task_outcome(task))
+
+    def _answer(self, done: Done, result: Any, error: BaseException | None) -> None:
+        context = self.context
+        assert context is not None
         try:
             done(result, error)
         except ProtocolError as exc:
