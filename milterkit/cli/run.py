@@ -33,6 +33,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _payload(text: str) -> int:
+    from ..protocol.constants import STRICT_MAX_PAYLOAD
+
+    value = int(text)
+    if not STRICT_MAX_PAYLOAD <= value <= 0x7FFFFFFE:
+        raise argparse.ArgumentTypeError(
+            f"must be between {STRICT_MAX_PAYLOAD} (libmilter's strict cap) and 2147483646, "
+            f"not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -82,6 +100,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concurrent connections per process; more wait in the backlog")
     parser.add_argument("--progress-interval", type=float, metavar="SECONDS",
                         help="send progress keep-alives this often while an async handler runs")
+    parser.add_argument("--handler-deadline", type=_positive_seconds, metavar="SECONDS",
+                        help="cancel a coroutine handler running longer and answer with the "
+                        "exception policy; keep-alives never extend it (default: none)")
+    parser.add_argument("--max-payload", type=_payload, metavar="BYTES",
+                        help="largest packet payload taken from the MTA; 65535 is libmilter's "
+                        "strict cap (default 1048575, as with MDS_1M)")
     parser.add_argument("--socket-mode", type=_mode, default=0o660, metavar="OCTAL",
                         help="mode of a unix socket (default 0660)")
     parser.add_argument("--socket-group", metavar="GROUP",
@@ -98,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
     """Build the Client from the options, run the target's setup, serve until stopped."""
     import socket
 
+    from ..protocol.constants import DEFAULT_MAX_PAYLOAD
     from ..server import Client, ListenError, SpecError
     from ..server.target import TargetError
     from ..status import Status
@@ -122,6 +147,8 @@ def main(args: argparse.Namespace) -> int:
             socket_mode=args.socket_mode,
             socket_group=args.socket_group,
             backlog=args.backlog or socket.SOMAXCONN,
+            handler_deadline=getattr(args, "handler_deadline", None),
+            max_payload=getattr(args, "max_payload", None) or DEFAULT_MAX_PAYLOAD,
         )
     except (SpecError, ValueError) as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
