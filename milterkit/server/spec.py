@@ -11,11 +11,15 @@ as file descriptor N. Parsing is pure; resolving a host name happens only in
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from typing import Literal
 
 Family = Literal["unix", "inet", "inet6", "fd"]
+#: The longest unix socket path, in bytes: ``sun_path`` holds 108 with the final NUL, and
+#: libmilter and Postfix copy it NUL-terminated (a 108-byte path binds, but they cannot reach it).
+MAX_UNIX_PATH = 107
 
 
 class SpecError(ValueError):
@@ -93,7 +97,7 @@ def parse_spec(text: str) -> ConnectionSpec:
     if not isinstance(text, str):
         raise TypeError(f"a connection spec is a str, not {type(text).__name__}")
     if text.startswith("/"):
-        return ConnectionSpec("unix", path=text)
+        return _unix(text, text)
     protocol, colon, content = text.partition(":")
     if not colon:
         raise SpecError(f"spec doesn't have a colon: {text!r}")
@@ -101,7 +105,7 @@ def parse_spec(text: str) -> ConnectionSpec:
         raise SpecError(f"spec doesn't have content: {text!r}")
     protocol = protocol.lower()
     if protocol in ("unix", "local"):
-        return ConnectionSpec("unix", path=content)
+        return _unix(content, text)
     if protocol == "fd":
         return ConnectionSpec("fd", fd=_parse_number(content, "descriptor number", text))
     if protocol not in ("inet", "inet6"):
@@ -128,6 +132,16 @@ def parse_spec(text: str) -> ConnectionSpec:
             raise SpecError(f"an IPv{address.version} address in an {family} spec: {text!r}")
         return ConnectionSpec(family, port=port, host=address.compressed)
     return ConnectionSpec(family, port=port, host=host)
+
+
+def _unix(path: str, text: str) -> ConnectionSpec:
+    size = len(os.fsencode(path))
+    if size > MAX_UNIX_PATH:
+        raise SpecError(
+            f"unix socket path is {size} bytes, over the {MAX_UNIX_PATH} a socket address holds "
+            f"(sun_path is {MAX_UNIX_PATH + 1} bytes with its final NUL): {text!r}"
+        )
+    return ConnectionSpec("unix", path=path)
 
 
 def _parse_number(digits: str, what: str, text: str) -> int:

@@ -55,11 +55,11 @@ def burst(address: tuple[str, int], count: int) -> list[float]:
         deadline = time.monotonic() + 30
         while started and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.5):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                if sock.recv(4096):  # the whole 'O' reply comes in one segment
-                    waited.append(time.monotonic() - started.pop(sock))
-                    selector.unregister(sock)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                if ready.recv(4096):  # the whole 'O' reply comes in one segment
+                    waited.append(time.monotonic() - started.pop(ready))
+                    selector.unregister(ready)
         waited.extend(float("inf") for _ in started)
         return waited
     finally:
