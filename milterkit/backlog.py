@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .protocol.errors import BacklogOverflow
+from .protocol.framing import PacketDecoder
 
 #: What a context may queue while a handler's reply is owed, ``(packets, bytes)``.
 DEFAULT_MAX_BACKLOG = (65536, 16 * 1024 * 1024)
@@ -25,6 +26,7 @@ class Backlog:
 
     # Provided by ClientContext.
     _backlog: deque[tuple[bytes, bytes]]
+    _decoder: PacketDecoder
 
     @property
     def pending(self) -> str | None:
@@ -43,6 +45,11 @@ class Backlog:
         #: Called after queued commands were processed, if set: the runtime sets it while it
         #: has stopped reading, to resume once the backlog has drained.
         self.drain_hook: Callable[[], None] | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished packet held (the runtime counts only whole ones as activity)."""
+        return self._decoder.buffered
 
     @property
     def backlog(self) -> tuple[int, int]:

@@ -84,7 +84,9 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         context = self.context
         assert context is not None
-        self._last_activity = self._loop.time()
+        # Only a whole command is activity: a peer trickling the bytes of one packet
+        # (slowloris) must not keep the connection past the inactivity timeout.
+        partial = context.buffered
         try:
             context.feed(data)
         except (ProtocolError, NegotiationError) as exc:
@@ -95,6 +97,8 @@ class Connection(asyncio.Protocol):
             log.exception("[%s] unhandled error; closing the connection", context.tag)
             self.close("error")
             return
+        if context.buffered < partial + len(data):
+            self._last_activity = self._loop.time()
         packets, size = context.backlog
         if packets:
             limit_packets, limit_bytes = self.client.backlog_pause

@@ -242,3 +242,26 @@ def test_backlog_pause_is_checked() -> None:
             assert "max_backlog" in str(exc)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_a_peer_trickling_one_packet_byte_by_byte_still_times_out() -> None:
+    # Slowloris: every byte arrives well within the timeout, but no command is ever complete.
+    async def scenario() -> None:
+        async with serving("inet:0@127.0.0.1", timeout=0.5) as client:
+            finished = asyncio.Event()
+            client.connect("connection-finished", lambda c, context: finished.set())
+            reader, writer = await asyncio.open_connection(*client.address)
+            packet = cmd.Negotiate(6, ActionFlag.ALL, P.ALL).to_bytes()
+            writer.write(packet)  # a whole command: activity
+            await reader.read(4096)
+            trickle = encode_packet(b"L", b"X-Slow\0" + b"v" * 500 + b"\0")
+            sent = 0
+            while not finished.is_set() and sent < len(trickle):
+                writer.write(trickle[sent : sent + 1])
+                sent += 1
+                await asyncio.sleep(0.05)  # ten bytes per timeout: never idle for 0.5 s
+            assert finished.is_set(), "the trickling peer kept its connection"
+            assert sent < len(trickle)
+            writer.close()
+
+    run(scenario(), timeout=60)
