@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("milterkit.server")
 
 Done = Callable[[Any, "BaseException | None"], None]
+#: At most so many bytes of one read are fed per turn of the event loop (the rest on the next
+#: turns, reading paused meanwhile): fairness towards a peer flooding tiny packets.
+FEED_SLICE = 16 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -44,6 +47,8 @@ class Connection(asyncio.Protocol):
         # Why reading is paused: "backlog" (commands wait for a pending handler) and/or
         # "writing" (the MTA does not read our replies). Empty while reading.
         self._paused: set[str] = set()
+        self._rest: bytes | None = None  # of a read, fed on the next turns (see FEED_SLICE)
+        self._reading = True
         self._timeout = client.timeout or 0.0
         self._last_activity = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
@@ -82,6 +87,26 @@ class Connection(asyncio.Protocol):
         client._connection_made(self)
 
     def data_received(self, data: bytes) -> None:
+        if len(data) > FEED_SLICE:
+            # Feed one slice now and the rest on later turns of the loop, not reading meanwhile:
+            # one read of tiny packets (tens of thousands) must not hold every connection up.
+            data, self._rest = data[:FEED_SLICE], data[FEED_SLICE:]
+            self._sync_reading()
+            self._loop.call_soon(self._next_slice)
+        self._feed(data)
+
+    def _next_slice(self) -> None:
+        rest, self._rest = self._rest, None
+        if rest is None or self._closed:
+            return
+        if len(rest) > FEED_SLICE:
+            rest, self._rest = rest[:FEED_SLICE], rest[FEED_SLICE:]
+            self._loop.call_soon(self._next_slice)
+        else:
+            self._sync_reading()
+        self._feed(rest)
+
+    def _feed(self, data: bytes) -> None:
         context = self.context
         assert context is not None
         # Only a whole command is activity: a peer trickling the bytes of one packet
@@ -158,8 +183,7 @@ class Connection(asyncio.Protocol):
         first = not self._paused
         self._paused.add(reason)
         if first:
-            assert self.transport is not None and self.context is not None
-            self.transport.pause_reading()
+            self._sync_reading()
             self.client.emit("backlog-paused", self.context)
 
     def _resume(self, reason: str) -> None:
@@ -167,9 +191,19 @@ class Connection(asyncio.Protocol):
             return
         self._paused.discard(reason)
         if not self._paused and not self._closed:
-            assert self.transport is not None and self.context is not None
-            self.transport.resume_reading()
+            self._sync_reading()
             self.client.emit("backlog-resumed", self.context)
+
+    def _sync_reading(self) -> None:
+        # Read while nothing holds us: no pause reason and no slice of a read left to feed.
+        wanted = not self._paused and self._rest is None
+        if wanted != self._reading and not self._closed:
+            assert self.transport is not None
+            if wanted:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+            self._reading = wanted
 
     def _on_drain(self) -> None:
         # The context's drain_hook while paused for its backlog: resume at half the bound.
