@@ -87,6 +87,9 @@ class Connection(asyncio.Protocol):
         client._connection_made(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._rest is not None:  # a read while slices wait (reading was paused): keep order
+            self._rest += data
+            return
         if len(data) > FEED_SLICE:
             # Feed one slice now and the rest on later turns of the loop, not reading meanwhile:
             # one read of tiny packets (tens of thousands) must not hold every connection up.
@@ -97,8 +100,8 @@ class Connection(asyncio.Protocol):
 
     def _next_slice(self) -> None:
         rest, self._rest = self._rest, None
-        if rest is None or self._closed:
-            return
+        if rest is None or self._closed or self.transport is None or self.transport.is_closing():
+            return  # closed meanwhile (a protocol error in an earlier slice): drop the rest
         if len(rest) > FEED_SLICE:
             rest, self._rest = rest[:FEED_SLICE], rest[FEED_SLICE:]
             self._loop.call_soon(self._next_slice)
@@ -197,12 +200,12 @@ class Connection(asyncio.Protocol):
     def _sync_reading(self) -> None:
         # Read while nothing holds us: no pause reason and no slice of a read left to feed.
         wanted = not self._paused and self._rest is None
-        if wanted != self._reading and not self._closed:
-            assert self.transport is not None
+        transport = self.transport
+        if wanted != self._reading and transport is not None and not transport.is_closing():
             if wanted:
-                self.transport.resume_reading()
+                transport.resume_reading()
             else:
-                self.transport.pause_reading()
+                transport.pause_reading()
             self._reading = wanted
 
     def _on_drain(self) -> None:
