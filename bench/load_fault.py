@@ -1,7 +1,7 @@
 """Load and fault suite: ``milterkit run`` under heavy load and hostile peers (issue 9).
 
 Each scenario starts the server (``bench/fault_filter.py``) as a subprocess on TCP, drives
-it from this process and prints one row: messages sent, verdicts received, messages *cut* (the
+it from this process and prints one row: messages sent, verdicts received, sessions *cut* (the
 connection broke before the verdict: the MTA applies its default action), *lost* (no answer
 within the MTA's timeout), *dup* (replies nobody asked for), wrong verdicts, p99 latency of a
 message, the slowest negotiation reply, and the server's peak RSS (all its processes). Run::
