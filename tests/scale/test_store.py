@@ -198,7 +198,7 @@ def test_an_unreachable_redis_is_a_store_error() -> None:
     from postfix import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=1.0)
-    with pytest.raises(StoreError, match="Redis at redis://127.0.0.1"):
+    with pytest.raises(StoreError, match=r"Redis at redis://127\.0\.0\.1"):
         run(store.get("x"))
 
 
