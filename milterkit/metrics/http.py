@@ -36,9 +36,10 @@ class MetricsError(ValueError):
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:9101"``, ``"[::1]:9101"`` or ``":9101"`` (every address) -> (host, port)."""
+    """``"127.0.0.1:9101"``, ``"[::1]:9101"`` or ``":9101"`` (every address) -> (host, port);
+    port 0 is any free port."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise MetricsError(f"not HOST:PORT: {text!r} (for example 127.0.0.1:9101)")
     return host.strip("[]"), int(port)
 
