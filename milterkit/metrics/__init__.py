@@ -6,8 +6,7 @@ does both (``milterkit run --metrics-listen 127.0.0.1:9101``). See docs/scaling.
 
 from __future__ import annotations
 
-from .collectors import LATENCY_BUCKETS, Metrics
-from .http import MetricsError, MetricsServer, enable_metrics, parse_listen
+from .collectors import Metrics
+from .http import MetricsError, MetricsServer, enable_metrics
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "MetricsError", "MetricsServer", "enable_metrics",
-           "parse_listen"]
+__all__ = ["Metrics", "MetricsError", "MetricsServer", "enable_metrics"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from .base import Store, StoreError
 from .memory import MemoryStore
-from .redis_backend import DEFAULT_REDIS_URL, RedisStore
+from .redis_backend import RedisStore
 
-__all__ = ["DEFAULT_REDIS_URL", "MemoryStore", "RedisStore", "Store", "StoreError", "open_store"]
+__all__ = ["MemoryStore", "RedisStore", "Store", "StoreError", "open_store"]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
