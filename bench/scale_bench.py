@@ -12,8 +12,9 @@ The load is ``bench/load.py``'s: C concurrent MTA connections speaking the milte
 
 Needs haproxy on PATH and ``pip install 'milterkit[metrics]'``. Run it as::
 
-    python bench/scale_bench.py -c 30 -m 100 --drivers 2
+    python bench/scale_bench.py -c 30 -m 100 --drivers 2 --repeat 3
 
+Each set-up runs ``--repeat`` times, in rounds; the median run is shown, with every run's rate.
 The driver is Python and shares the machine's cores with everything it measures: compare
 rows of one run only.
 """
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="driver processes sharing the connections (default 2)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="messages per connection before measuring (default 2)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per set-up, in rounds; the median run is shown (default 3)")
     args = parser.parse_args(argv)
     if shutil.which("haproxy") is None:
         raise SystemExit("haproxy is not installed (apt-get install -y haproxy)")
@@ -155,8 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         ("direct", None, False), ("direct+metrics", None, True),
         ("haproxy", 1, True), ("haproxy", 2, True), ("haproxy", 3, True),
     ]
-    for label, instances, metrics in setups:
-        print(f"{label:<15}" + bench(label, instances, metrics, args).line()[5:], flush=True)
+    # Rounds of every set-up, so that a burst of load on the machine hits them all alike.
+    runs: dict[int, list[Result]] = {i: [] for i in range(len(setups))}
+    for _ in range(args.repeat):
+        for i, (label, instances, metrics) in enumerate(setups):
+            runs[i].append(bench(label, instances, metrics, args))
+    for i, (label, _, _) in enumerate(setups):
+        ordered = sorted(runs[i], key=lambda r: r.messages / r.seconds if r.seconds else 0.0)
+        rates = " ".join(f"{r.messages / r.seconds:.0f}" for r in runs[i] if r.seconds)
+        print(f"{label:<15}" + ordered[len(ordered) // 2].line()[5:] + f"   runs: {rates}",
+              flush=True)
     return 0
 
 
