@@ -375,14 +375,10 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
     def _on_abort(self, command: cmd.Abort) -> None:
         # Postfix sends ABORT after every message, answered or not, and after a HELO with no
         # message: only a message that is open and undecided hears ``abort``.
-        heard = self._transaction_open and not self._transaction.verdict_given
         self._abort_open_message()
         # Only a real ABORT forgets the message's macros (after its handlers could read them):
         # the synthetic abort of a MAIL without ABORT must keep the new MAIL's own macros.
         self.macros.clear_message()
-        if not heard:
-            # libmilter calls xxfi_abort on every ABORT: the pymilter layer needs to see these.
-            self._notify("abort-received")
 
     def _on_quit(self, command: cmd.Quit) -> None:
         self._abort_open_message()

@@ -52,7 +52,6 @@ SIGNAL_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
     "finished": (),
     "error": ("error",),
     "reset": (),
-    "abort-received": (),
 }
 
 
@@ -186,8 +185,8 @@ class ConnectMixin:
     def connect(self, name: Literal["error"], handler: OnError, *,
                 weak: bool = ...) -> OnError: ...
     @overload
-    def connect(self, name: Literal["timeout", "finished", "reset", "abort-received"],
-                handler: Notified, *, weak: bool = ...) -> Notified: ...
+    def connect(self, name: Literal["timeout", "finished", "reset"], handler: Notified, *,
+                weak: bool = ...) -> Notified: ...
 
     def connect(self, name: str, handler: H, *, weak: bool = False) -> H:
         """Connect ``handler(context, *args)`` to the signal ``name``; returns the handler.
@@ -229,7 +228,7 @@ class ConnectMixin:
     @overload
     def on(self, name: Literal["error"]) -> Callable[[OnError], OnError]: ...
     @overload
-    def on(self, name: Literal["timeout", "finished", "reset", "abort-received"]
+    def on(self, name: Literal["timeout", "finished", "reset"]
            ) -> Callable[[Notified], Notified]: ...
 
     def on(self, name: str) -> Callable[[H], H]:

@@ -85,9 +85,7 @@ STAGES: dict[str, Stage] = {
 #: Stages whose events the MTA can be asked not to send.
 EVENT_STAGES = tuple(stage for stage in STAGES.values() if stage.no_event)
 #: Signals with no status and no response.
-NOTIFICATIONS = (
-    "define-macro", "timeout", "message-processed", "finished", "error", "reset", "abort-received",
-)
+NOTIFICATIONS = ("define-macro", "timeout", "message-processed", "finished", "error", "reset")
 #: Every signal of a context.
 SIGNAL_NAMES: tuple[str, ...] = (
     *STAGES, *(stage.response for stage in STAGES.values()), *NOTIFICATIONS,

@@ -79,12 +79,6 @@ NOTIFICATION_ARGS: dict[str, tuple[str, str]] = {
         "a protocol error, or a handler raised (before the exception policy answers)",
     ),
     "reset": ("", "QUIT_NC (``K``): a new SMTP client follows on the same connection"),
-    "abort-received": (
-        "",
-        "an ABORT (``A``) that found no open, undecided message, so ``abort`` was not emitted "
-        "(after a verdict or with no message): for layers that, like libmilter's "
-        "``xxfi_abort``, must see every ABORT",
-    ),
 }
 
 #: Columns of the wire table: a label, what the handler does, and how the no-reply step of the

@@ -197,17 +197,6 @@ def test_abort_is_only_for_an_open_message_without_a_verdict() -> None:
     assert wire.data.count(R) == 1
 
 
-def test_every_abort_that_emits_no_abort_signal_emits_abort_received() -> None:
-    # libmilter calls xxfi_abort on every ABORT; layers built like it listen to this.
-    context, _wire = new_context()
-    log = SignalLog(context, ["abort", "abort-received"])
-    context.feed(optneg() + CONNECT + HELO + packet(b"A"))  # no message
-    context.feed(MAIL + RCPT + packet(b"T") + packet(b"E") + packet(b"A"))  # after a verdict
-    assert [name for name, _ in log.events] == ["abort-received", "abort-received"]
-    context.feed(MAIL + RCPT + packet(b"A"))  # cut short: ``abort`` only
-    assert [name for name, _ in log.events][2:] == ["abort"]
-
-
 # --------------------------------------------------------------------------- j. Message
 
 

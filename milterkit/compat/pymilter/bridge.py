@@ -98,7 +98,6 @@ class Bridge:
         client.connect("body", self._stage("body", lambda c, chunk: (chunk,)))
         client.connect("end-of-message", self._end_of_message)
         client.connect("abort", self._abort)
-        client.connect("abort-received", self._abort_received)
         client.connect("reset", self._reset)
         client.connect("finished", self._finished)
 
@@ -260,11 +259,6 @@ class Bridge:
                 return status
         status = self._run_stage(context, connection, "eom", ())
         return Status.CONTINUE if status is Status.NO_REPLY else status
-
-    def _abort_received(self, context: ClientContext) -> None:
-        # An ABORT after a verdict (or with no message): milterkit emits no ``abort`` for it,
-        # libmilter still calls the abort callback.
-        self._abort(context, None)
 
     def _abort(self, context: ClientContext, state: Any) -> None:
         connection = self._connections.get(context)
