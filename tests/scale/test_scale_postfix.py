@@ -196,3 +196,30 @@ def test_the_metrics_report_the_verdicts_sent(fleet: Fleet) -> None:
     assert fleet.total("milterkit_verdicts_total", stage="end-of-message",
                        status="continue") - before["passed"] == count
     assert fleet.total("milterkit_messages_total", status="continue") - before["messages"] == count
+
+
+def test_draining_an_instance_as_documented_fails_no_session(fleet: Fleet) -> None:
+    # docs/scaling.rst, "Draining an instance": HAProxy's drain state, then SIGTERM; the
+    # sessions the instance still holds finish, no new one reaches it, nothing is refused.
+    pf = fleet.pf
+    assert pf is not None
+    delivered = len(pf.deliveries())
+    count = 300
+    drained = fleet.milters[2]
+    load = Load(pf, range(20_000, 20_000 + count), sender, threads=8).start()
+    wait_for(lambda: load.accepted >= count // 3 or bool(load.failures), "a third", timeout=120)
+    fleet.haproxy.command("set server milterkit/m3 state drain")
+    fleet.haproxy.wait_states({"m3": "DRAIN"})
+    assert drained.stop() == 0  # SIGTERM: a graceful shutdown, exit status 0
+    wait_for(lambda: load.accepted >= 2 * count // 3 or bool(load.failures), "two thirds",
+             timeout=120)
+    drained.start()
+    fleet.haproxy.command("set server milterkit/m3 state ready")
+    fleet.haproxy.wait_states({"m3": "UP"})
+    load.join()
+    assert load.failures == []
+    # The triplets are known from the earlier test: no deferral, and no milter failure either.
+    assert dict(load.counts()) == {"accepted": count}
+    pf.wait_deliveries(delivered + count, timeout=120)
+    log = drained.log()
+    assert "shutting down" in log or "shut down" in log
