@@ -235,3 +235,19 @@ def _get(url: str) -> int | None:
         return http_get(url, timeout=2)[0]
     except OSError:
         return None
+
+
+def test_cli_without_prometheus_client_says_what_to_install(tmp_path: Path) -> None:
+    # A prometheus_client that cannot be imported, first on the path.
+    (tmp_path / "prometheus_client").mkdir()
+    (tmp_path / "prometheus_client" / "__init__.py").write_text(
+        "raise ImportError('No module named prometheus_client')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "milterkit", "run", "examples/add_header.py", "-l",
+         f"inet:{free_port()}@127.0.0.1", "--metrics-listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert done.returncode == 2
+    assert "pip install 'milterkit[metrics]'" in done.stderr
+    assert "Traceback" not in done.stderr
