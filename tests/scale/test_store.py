@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,3 +217,13 @@ def test_open_store_by_url(redis_server: RedisServer) -> None:
         open_store("mysql://db")
     with pytest.raises(StoreError, match="bad Redis URL"):
         run(RedisStore("redis://127.0.0.1:notaport/0").get("x"))
+
+
+def test_redis_store_without_redis_py_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "redis" / "__init__.py").write_text("raise ImportError('No module named redis')\n")
+    code = ("from milterkit.store import RedisStore, StoreError\n"
+            "try:\n    RedisStore()\nexcept StoreError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.stdout.strip() == "RedisStore needs redis-py: pip install 'milterkit[redis]'"
