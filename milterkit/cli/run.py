@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_EXCEPTION_REPLY!r})")
     parser.add_argument("--max-connections", type=_positive_int, metavar="N",
                         help="concurrent connections per process; more wait in the backlog")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="run every plain def handler in a pool of N threads (blocking "
+                        "code: DNS, files, databases); each connection's handlers stay in order "
+                        "(docs/blocking)")
     parser.add_argument("--progress-interval", type=float, metavar="SECONDS",
                         help="send progress keep-alives this often while an async handler runs")
     parser.add_argument("--socket-mode", type=_mode, default=0o660, metavar="OCTAL",
@@ -122,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
             socket_mode=args.socket_mode,
             socket_group=args.socket_group,
             backlog=args.backlog or socket.SOMAXCONN,
+            threads=args.threads,
         )
     except (SpecError, ValueError) as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)

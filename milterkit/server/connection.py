@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._started = time.monotonic()  # uvloop's loop.time() has only millisecond steps
+        self._loop_thread = threading.get_ident()
 
     # -------------------------------------------------------------- transport events
 
@@ -68,6 +70,8 @@ class Connection(asyncio.Protocol):
         self.context = context
         context.peer = peer
         context.await_hook = self._await
+        context.offload_hook = client.handler_threads.hook(self._loop)
+        context.offload_all = client.handler_threads.every_plain_handler
         # Ours run after the Client's handlers (parent first), so theirs see an open transport.
         context.connect("finished", self._on_finished)
         context.connect("message-processed", self._on_message_processed)
@@ -118,6 +122,10 @@ class Connection(asyncio.Protocol):
     # -------------------------------------------------------------- writing, closing
 
     def _write(self, data: bytes) -> None:
+        if threading.get_ident() != self._loop_thread:
+            # A blocking handler in a thread sent something (a progress): the loop writes it.
+            self._loop.call_soon_threadsafe(self._write, data)
+            return
         if self._closed:
             return
         self._last_activity = self._loop.time()
