@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         for threads in (None, args.threads):
             result = bench(block, threads, args.connections, args.messages)
             label = f"blocks {block * 1000:g} ms" if block else "non-blocking"
-            # Result.line() starts with transport and workers: show ours instead.
-            figures = result.line().split(None, 2)[2]
+            # Result.line() starts with transport and workers (13 columns): show ours instead.
+            figures = result.line()[13:]
             print(f"{label:<16} {threads or '-':>7} {figures}", flush=True)
     return 0
 

@@ -94,8 +94,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="listen backlog (default: the system's maximum)")
     parser.add_argument("--log-level", choices=_LOG_LEVELS, default="info",
                         help="log level (default info)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines, or one JSON object per line (default text; "
+                        "docs/logging)")
     parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
                         help="event loop: uvloop if installed (auto), asyncio, or uvloop")
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at ``level``, as text lines or JSON lines (``--log-format``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from ..server.messagelog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -112,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(args.log_level, args.log_format)
     log = logging.getLogger("milterkit.server")
     try:
         client = Client(
