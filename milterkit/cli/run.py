@@ -152,9 +152,16 @@ def main(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the filter's own mistake: its line, not milterkit's traceback
+        from .startup import describe
+
+        print(f"milterkit run: {describe(exc)}", file=sys.stderr)
+        log.debug("the filter failed to load", exc_info=exc)
+        return 2
     try:
         client.run(workers=args.workers, loop=args.loop)
     except (ListenError, SpecError, RuntimeError) as exc:  # SpecError: a host that won't resolve
-        log.error("%s", exc)
+        # ListenError's text without OSError's "[Errno 2]" prefix: it names spec and cause.
+        log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
         return 1
     return 0
