@@ -11,7 +11,7 @@ import pytest
 from runner import RunningServer
 from serverlib import MTA, run, serving, short_tmpdir
 
-from milterkit import Status
+from milterkit import ClientContext, Status
 from milterkit.compose import compose
 from milterkit.protocol import commands as cmd
 from milterkit.server import Client
@@ -20,13 +20,13 @@ from milterkit.server.messagelog import JsonFormatter
 
 def _filter(client: Client) -> None:
     @client.on("envelope-from")
-    def sender(context: Any, address: str) -> Status | None:
+    def sender(context: ClientContext, address: str) -> Status | None:
         if "spam" in address:
             return context.reject("550", "5.7.1", "Go away")
         return None
 
     @client.on("envelope-recipient")
-    def recipient(context: Any, address: str) -> Status | None:
+    def recipient(context: ClientContext, address: str) -> Status | None:
         if "nobody" in address:
             return context.reject("550", "5.1.1", "No such user")
         return None

@@ -233,7 +233,7 @@ def test_threads_must_be_positive() -> None:
 def test_without_a_runtime_a_marked_handler_runs_where_it_is_called() -> None:
     where: list[bool] = []
 
-    def setup(client: Any) -> None:
+    def setup(client: Client) -> None:
         @client.on("envelope-from")
         @milterkit.blocking
         def lookup(context: Any, address: str) -> Status:

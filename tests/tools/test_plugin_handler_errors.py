@@ -24,9 +24,10 @@ def setup(client):
 
 
 def crashing(client: Any) -> None:
-    @client.on("end-of-message")
     def stamp(context: Any, chunk: bytes) -> None:
         raise RuntimeError("boom in stamp")
+
+    client.connect("end-of-message", stamp)
 
 
 def _pytest(directory: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
