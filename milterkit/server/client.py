@@ -26,6 +26,7 @@ from . import listen
 from .connection import Connection
 from .listen import Listener
 from .spec import ConnectionSpec, parse_spec
+from .threads import HandlerThreads
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("milterkit.server")
@@ -70,6 +71,9 @@ class Client:
     MTA's flood is a protocol error (see docs/reliability).
     ``actions``, ``protocol``, ``macro_requests`` and ``max_payload`` go to every context;
     ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
+    ``threads`` runs every plain ``def`` handler in a pool of that many threads (each
+    connection's handlers still one after the other); without it only handlers marked
+    :func:`milterkit.blocking` run in a pool (see :mod:`milterkit.blocking`).
     """
 
     def __init__(
@@ -94,7 +98,10 @@ class Client:
         handler_deadline: float | None = None,
         backlog_pause: tuple[int, int] = DEFAULT_BACKLOG_PAUSE,
         max_backlog: tuple[int, int] = DEFAULT_MAX_BACKLOG,
+        threads: int | None = None,
     ) -> None:
+        #: The pool blocking handlers run in; :meth:`shutdown` stops it.
+        self.handler_threads = HandlerThreads(threads)
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         if handler_deadline is not None and handler_deadline <= 0:
             raise ValueError(f"handler_deadline must be positive, not {handler_deadline}")
@@ -349,6 +356,7 @@ class Client:
         closes them at once."""
         if self._closed is None:
             self.stop_accepting()
+            await self.handler_threads.shutdown(self.abort_timeout)
             return
         if self._closing:
             log.info("shutting down now: closing %d session(s)", len(self.connections))
@@ -365,8 +373,11 @@ class Client:
                 await self._drain(wait)
         finally:
             # Whatever happened above (even a cancellation), serve_forever must return.
-            log.info("shut down (%d session(s) served)", self.served)
-            self._closed.set()
+            try:
+                await self.handler_threads.shutdown(self.abort_timeout)
+            finally:
+                log.info("shut down (%d session(s) served)", self.served)
+                self._closed.set()
 
     async def _drain(self, wait: float) -> None:
         assert self._idle is not None
