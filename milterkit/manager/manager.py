@@ -1,0 +1,116 @@
+"""``Manager``: a milter manager: child milters and in-process filters composed as one milter.
+
+Per MTA connection, when the MTA negotiates, the manager opens one connection to every child
+milter at once and negotiates with each (with the MTA's offer); then the composition answers
+the MTA with the union of every member's needs. From there each child is a member of the
+composition like an in-process filter (:class:`~milterkit.manager.child.ChildMilter`): it gets
+the events it asked for, its verdicts are ranked with the others', its end-of-message changes
+applied in order, its reply text kept; its failure is its own fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..compose.composer import Composer
+from ..compose.ranking import REFUSALS
+from ..compose.spec import FilterSpec
+from ..compose.stage import ComposedConnection, StageRun
+from ..context import ClientContext
+from ..macros import MacrosRequests
+from ..protocol.constants import ActionFlag
+from ..protocol.negotiation import Option, effective_offer
+from ..status import Status
+from .child import ChildMilter
+from .spec import ChildSpec
+
+log = logging.getLogger("milterkit.manager")
+
+
+class Manager(Composer):
+    """Child milters (``children``, in order) and in-process ``filters`` (after them), composed.
+
+    ``verdict_header``, when set, is the name of a header added to every message that is not
+    refused, listing each member's verdict (``opendkim=accept; add-header=continue``): what
+    ``milterkit test-server`` shows of each child.
+    """
+
+    def __init__(self, children: Sequence[ChildSpec], filters: Iterable[FilterSpec] = (), *,
+                 verdict_header: str | None = None) -> None:
+        self.children = [ChildMilter(spec) for spec in children]
+        self.verdict_header = verdict_header
+        super().__init__([*(child.filter_spec() for child in self.children), *filters])
+
+    def setup(self, client: Any) -> None:
+        """Start the children that have a command, then compose everything on ``client``."""
+        for child in self.children:
+            child.start()
+        client.connect("negotiate", self._open_children)
+        super().setup(client)
+        log.info("managing %d child milter(s): %s", len(self.children), ", ".join(
+            f"{c.name} at {c.spec.connection}" for c in self.children) or "none")
+
+    def connection(self, context: ClientContext) -> ComposedConnection:
+        found = self._connections.get(context)
+        if found is None:
+            from ..compose.member import make_member
+
+            members = [make_member(flt, context) for flt in self.filters]
+            found = self._connections[context] = ManagedConnection(context, members, self)
+        return found
+
+    def _open_children(self, context: ClientContext, option: Option,
+                       requests: MacrosRequests) -> Any:
+        """Connect to every child and negotiate (concurrently), before the composition's
+        negotiation reads what each child asked for."""
+        offer = context.offer
+        if not self.children or offer is None:
+            return None
+        if context.await_hook is None:
+            log.error("[%s] the manager needs the asyncio runtime to reach its children; "
+                      "every child gets its fallback", context.tag)
+            for child in self.children:
+                child.link(context).fail("no asyncio runtime")
+            return None
+
+        async def open_all() -> None:
+            links = [child.link(context) for child in self.children]
+            await asyncio.gather(*(link.open(offer) for link in links))
+            for link in links:
+                if link.error is not None:
+                    log.error("[%s] milter %s: %s; it answers its fallback (%s)", context.tag,
+                              link.name, link.error, link.child.spec.fallback.nick)
+
+        return open_all()
+
+    def _on_negotiate(self, context: ClientContext, option: Option,
+                      requests: MacrosRequests) -> Status | None:
+        result = super()._on_negotiate(context, option, requests)
+        if self.verdict_header and context.offer is not None:
+            offered = effective_offer(context.offer)
+            option.actions |= offered.actions & ActionFlag.ADD_HEADERS
+        return result
+
+
+class ManagedConnection(ComposedConnection):
+    """A composed connection that can add the verdict header at end-of-message."""
+
+    def __init__(self, context: ClientContext, members: list[Any], manager: Manager) -> None:
+        super().__init__(context, members)
+        self.manager = manager
+
+    def finish(self, run: StageRun) -> Status:
+        final = super().finish(run)
+        header = self.manager.verdict_header
+        if header and run.stage == "end-of-message" and final not in REFUSALS:
+            result = self.context.message_result
+            verdicts = getattr(result, "filter_verdicts", None) or {}
+            text = "; ".join(f"{name}={verdict}" for name, verdict in verdicts.items())
+            try:
+                self.context.add_header(header, text or "none")
+            except Exception as exc:
+                log.error("[%s] the verdict header cannot be added: %s", self.context.tag, exc)
+        return final
