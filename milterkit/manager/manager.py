@@ -19,9 +19,10 @@ from ..compose.composer import Composer
 from ..compose.ranking import REFUSALS
 from ..compose.spec import FilterSpec
 from ..compose.stage import ComposedConnection, StageRun
+from ..compose.view import Change
 from ..context import ClientContext
 from ..macros import MacrosRequests
-from ..protocol.constants import ActionFlag
+from ..protocol.constants import ActionFlag, ProtocolFlag
 from ..protocol.negotiation import Option, effective_offer
 from ..status import Status
 from .child import ChildMilter
@@ -102,6 +103,26 @@ class ManagedConnection(ComposedConnection):
         super().__init__(context, members)
         self.manager = manager
 
+    def _apply_changes(self, run: StageRun, statuses: dict[int, Status]) -> None:
+        option = self.context.option
+        if option is not None and option.protocol & ProtocolFlag.HEADER_LEADING_SPACE:
+            for member in run.called:
+                if not self._wants_leading_space(member):
+                    member.view.changes[:] = [_spaced(change) for change in member.view.changes]
+        super()._apply_changes(run, statuses)
+
+    def _wants_leading_space(self, member: Any) -> bool:
+        """Whether this member gives header values with their leading space itself (it asked
+        for HEADER_LEADING_SPACE); the others' values get the space the MTA then no longer
+        adds."""
+        for child in self.manager.children:
+            if child.name == member.name:
+                reply = child.link(self.context).reply
+                return reply is not None and bool(reply.protocol
+                                                  & ProtocolFlag.HEADER_LEADING_SPACE)
+        protocol = member.filter.host.context_options.get("protocol")
+        return protocol is not None and bool(protocol & ProtocolFlag.HEADER_LEADING_SPACE)
+
     def finish(self, run: StageRun) -> Status:
         final = super().finish(run)
         header = self.manager.verdict_header
@@ -109,8 +130,25 @@ class ManagedConnection(ComposedConnection):
             result = self.context.message_result
             verdicts = getattr(result, "filter_verdicts", None) or {}
             text = "; ".join(f"{name}={verdict}" for name, verdict in verdicts.items())
+            option = self.context.option
+            if option is not None and option.protocol & ProtocolFlag.HEADER_LEADING_SPACE:
+                text = " " + text
             try:
                 self.context.add_header(header, text or "none")
             except Exception as exc:
                 log.error("[%s] the verdict header cannot be added: %s", self.context.tag, exc)
         return final
+
+
+def _spaced(change: Change) -> Change:
+    """``change`` with a space before its header value (for an MTA that adds none)."""
+    args = list(change.args)
+    if change.action == "add_header":
+        args[1] = " " + args[1]
+    elif change.action == "insert_header":
+        args[2] = " " + args[2]
+    elif change.action == "change_header" and args[2]:
+        args[2] = " " + args[2]
+    else:
+        return change
+    return Change(change.action, tuple(args))
