@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 _HERE = Path(__file__).resolve().parent
-for _path in (str(_HERE), str(_HERE.parent / "integration")):
+for _path in (str(_HERE / "lib"), str(_HERE.parent / "integration")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

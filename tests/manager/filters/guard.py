@@ -4,29 +4,27 @@ contains "reject me" at end-of-header, and stamps ``X-Guard: checked`` on the re
 
 from __future__ import annotations
 
-from typing import Any
-
-from milterkit import Status
+from milterkit import Client, ClientContext, Status
 
 
-def setup(client: Any) -> None:
+def setup(client: Client) -> None:
     @client.on("envelope-recipient")
-    def recipient(context: Any, address: str) -> Status | None:
+    def recipient(context: ClientContext, address: str) -> Status | None:
         if address.strip("<>").lower() == "blocked@example.org":
             return context.reject("550", "5.7.1", "guard: blocked recipient")
         return None
 
     @client.on("header")
-    def header(context: Any, name: str, value: str) -> None:
+    def header(context: ClientContext, name: str, value: str) -> None:
         if name.lower() == "subject" and "reject me" in value.lower():
             context.private = "reject"
 
     @client.on("end-of-header")
-    def end_of_header(context: Any) -> Status | None:
+    def end_of_header(context: ClientContext) -> Status | None:
         if context.private == "reject":
             return context.reject("554", "5.7.0", "guard: this subject is refused")
         return None
 
     @client.on("end-of-message")
-    def end_of_message(context: Any, chunk: bytes) -> None:
+    def end_of_message(context: ClientContext, chunk: bytes) -> None:
         context.add_header("X-Guard", "checked")

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
-from milterkit import Status
+from milterkit import Client, ClientContext, Status
 
 DELAY = float(os.environ.get("SLOW_SECONDS", "3"))
 
 
-def setup(client: Any) -> None:
+def setup(client: Client) -> None:
     @client.on("envelope-from")
-    async def envelope_from(context: Any, address: str) -> Status:
+    async def envelope_from(context: ClientContext, address: str) -> Status:
         await asyncio.sleep(DELAY)
         return context.reject("550", "5.7.1", "slow: too late to count")

@@ -3,12 +3,10 @@ must be recorded and logged, never obeyed."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from milterkit import Status
+from milterkit import Client, ClientContext, Status
 
 
-def setup(client: Any) -> None:
+def setup(client: Client) -> None:
     @client.on("envelope-from")
-    def envelope_from(context: Any, address: str) -> Status:
+    def envelope_from(context: ClientContext, address: str) -> Status:
         return context.reject("550", "5.7.1", "strict: every sender is refused")

@@ -13,7 +13,7 @@ import pytest
 from milterproc import EXAMPLES
 from stack import Stack
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 FILTERS = HERE / "filters"
 EXAMPLE_DIR = EXAMPLES / "manager"
 
