@@ -3,7 +3,8 @@
 The manager starts the command when it is set up and waits (at most the child's
 ``start-timeout``) until its connection spec accepts connections. When the child has exited, the
 next MTA connection that needs it starts it again, at most ``max-restarts`` times; each start
-and each exit is logged. The processes are terminated when the manager's process exits.
+and each exit is logged. The processes are terminated when the manager's process exits. With
+``--workers N`` the parent starts them and only the parent restarts them.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class ChildProcess:
     def ensure_running(self) -> None:
         """Start the command again if it has exited (bounded by ``max_restarts``)."""
         process = self.process
-        if process is None or process.poll() is None:
-            return
+        if process is None or os.getpid() != self._owner or process.poll() is None:
+            return  # not started, not ours to watch (a forked worker), or running
         if self.restarts >= self.max_restarts:
             return
         self.restarts += 1

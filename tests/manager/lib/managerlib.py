@@ -3,15 +3,22 @@ configuration rewritten for a test's ports and paths, DKIM verification with dki
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from milterproc import EXAMPLES
 from stack import Stack
+
+from milterkit import Client
+from milterkit.compose import FilterSpec, unit_from_object
+from milterkit.testing import Message, SessionResult, run_session_async
 
 HERE = Path(__file__).resolve().parents[1]
 FILTERS = HERE / "filters"
@@ -102,3 +109,37 @@ def wait_log(stack: Stack, text: str, timeout: float = 10.0) -> str:
             return log
         time.sleep(0.05)
     raise AssertionError(f"{text!r} not in the manager's log\n{stack.report()}")
+
+
+# ---------------------------------------------------------------------- in-process manager
+
+async def managed_session(
+    manager: Any, socket_path: Path, messages: Sequence[Message], **options: Any,
+) -> SessionResult:
+    """One MTA session (milterkit's ServerContext) against ``manager`` served in this process
+    by a real Client on a unix socket."""
+    client = Client(f"unix:{socket_path}", shutdown_timeout=2.0)
+    manager.setup(client)
+    async with client:
+        return await run_session_async(f"unix:{socket_path}", list(messages), **options)
+
+
+def run_managed(manager: Any, socket_path: Path, messages: Sequence[Message] = (),
+                **options: Any) -> SessionResult:
+    """:func:`managed_session` on a fresh event loop (one message by default)."""
+    return asyncio.run(managed_session(manager, socket_path, list(messages) or [
+        Message.build(sender="alice@example.net", recipients=["bob@example.org"],
+                      headers=[("Subject", "hello")], body=b"Hello.\r\n")], **options))
+
+
+def filter_spec(name: str, setup: Callable[[Any], object], **options: Any) -> FilterSpec:
+    """An in-process filter of a setup function."""
+    return FilterSpec(unit_from_object(name, setup, "test"), **options)
+
+
+async def start_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                         Awaitable[None]]) -> tuple[asyncio.Server, str]:
+    """A TCP server on a free loopback port (a hand-made child); returns it and its spec."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"inet:{port}@127.0.0.1"

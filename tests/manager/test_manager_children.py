@@ -1,0 +1,225 @@
+"""The manager in this process, over real sockets, against real children: ``milterkit run``
+processes and hand-made asyncio servers that misbehave on purpose. No Postfix: milterkit's own
+MTA side (ServerContext) drives the manager."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from managerlib import FILTERS, filter_spec, managed_session, run_managed, start_server
+from milterproc import MilterProcess
+from postfix import free_port
+
+from milterkit import ClientContext, Status
+from milterkit.compose import RemoteNetwork
+from milterkit.manager import ChildSpec, ChildStartError, Manager
+from milterkit.testing import Message
+
+LOG = "milterkit.manager"
+
+
+@pytest.fixture(scope="module")
+def guard() -> Iterator[str]:
+    """tests/manager/filters/guard.py served by its own milterkit run process."""
+    spec = f"inet:{free_port()}@127.0.0.1"
+    with MilterProcess(FILTERS / "guard.py", spec):
+        yield spec
+
+
+def headers(result: object) -> list[tuple[str, str]]:
+    (outcome,) = result.messages  # type: ignore[attr-defined]
+    return list(outcome.message.headers)
+
+
+def to(recipient: str, subject: str = "hello") -> Message:
+    return Message.build(sender="alice@example.net", recipients=[recipient],
+                         headers=[("Subject", subject)], body=b"Hello.\r\n")
+
+
+def test_a_child_and_a_filter_combine(guard: str, tmp_path: Path) -> None:
+    def stamp(client: object) -> None:
+        def eom(context: ClientContext, chunk: bytes) -> None:
+            context.add_header("X-Stamp", "python")
+
+        client.connect("end-of-message", eom)  # type: ignore[attr-defined]
+
+    manager = Manager([ChildSpec("guard", guard)], [filter_spec("stamp", stamp)])
+    result = run_managed(manager, tmp_path / "m.sock")
+    assert result.error is None
+    # End-of-message changes in member order: the child's, then the filter's.
+    assert headers(result)[-2:] == [("X-Guard", " checked"), ("X-Stamp", " python")]
+
+
+def test_the_strongest_verdict_wins_with_its_members_own_reply(guard: str,
+                                                              tmp_path: Path) -> None:
+    def tempfail(client: object) -> None:
+        def rcpt(context: ClientContext, address: str) -> Status:
+            return context.temporary_failure("451", "4.7.1", "filter: try later")
+
+        client.connect("envelope-recipient", rcpt)  # type: ignore[attr-defined]
+
+    def manager() -> Manager:
+        return Manager([ChildSpec("guard", guard)], [filter_spec("later", tempfail)])
+
+    result = run_managed(manager(), tmp_path / "m.sock", [to("blocked@example.org")])
+    (outcome,) = result.messages
+    (rejected,) = outcome.rejected_recipients
+    # REJECT (the child's) beats TEMPORARY_FAILURE (the filter's), with the child's text.
+    assert rejected.status is Status.REJECT
+    assert rejected.reply == "550 5.7.1 guard: blocked recipient"
+    result = run_managed(manager(), tmp_path / "n.sock", [to("bob@example.org")])
+    (rejected,) = result.messages[0].rejected_recipients
+    assert rejected.reply == "451 4.7.1 filter: try later"
+
+
+def test_a_condition_detaches_a_child(guard: str, tmp_path: Path) -> None:
+    # The test MTA's SMTP client is 192.168.123.123: trusted here, so guard does not apply.
+    trusted = Manager([ChildSpec("guard", guard,
+                                 conditions=[RemoteNetwork(["192.168.0.0/16"])])])
+    assert ("X-Guard", " checked") not in headers(run_managed(trusted, tmp_path / "a.sock"))
+    remote = Manager([ChildSpec("guard", guard, conditions=[RemoteNetwork(["10.0.0.0/8"])])])
+    assert ("X-Guard", " checked") in headers(run_managed(remote, tmp_path / "b.sock"))
+
+
+def test_evaluation_mode_logs_changes_and_verdicts_without_sending_them(
+        guard: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    manager = Manager([ChildSpec("guard", guard, evaluation=True)])
+    result = run_managed(manager, tmp_path / "m.sock",
+                         [to("blocked@example.org"), to("bob@example.org")])
+    first, second = result.messages
+    assert first.rejected_recipients == []  # would have been refused
+    assert ("X-Guard", " checked") not in second.message.headers
+    assert "evaluation: filter guard would answer reject at envelope-recipient (550 5.7.1 " \
+        "guard: blocked recipient)" in caplog.text
+    assert "evaluation: filter guard would add_header('X-Guard', 'checked')" in caplog.text
+
+
+def test_unreachable_child_is_tried_a_bounded_number_of_times(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    spec = f"inet:{free_port()}@127.0.0.1"  # nothing listens there
+    manager = Manager([ChildSpec("gone", spec, connect_attempts=3, reconnect_delay=0.01,
+                                 fallback=Status.TEMPORARY_FAILURE)])
+    result = run_managed(manager, tmp_path / "m.sock")
+    assert result.connect_status is Status.TEMPORARY_FAILURE  # its fallback, at connect
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert [m.split("] ", 1)[1].split(" to connect")[0] for m in attempts if "of 3" in m] == [
+        "milter gone: attempt 1 of 3", "milter gone: attempt 2 of 3"]
+    assert f"milter gone: cannot connect to {spec} after 3 attempt(s)" in caplog.text
+
+
+def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers
+        writer.close()
+
+    async def main() -> object:
+        server, spec = await start_server(silent)
+        async with server:
+            manager = Manager([ChildSpec("silent", spec, connect_timeout=0.3,
+                                         connect_attempts=1)])
+            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
+
+    caplog.set_level(logging.INFO)
+    result = asyncio.run(main())
+    # Its fallback (accept) at CONNECT; the only member accepted, so the MTA is told ACCEPT.
+    assert result.error is None and result.connect_status is Status.ACCEPT  # type: ignore[attr-defined]
+    assert "cannot connect to" in caplog.text
+    assert "after 1 attempt(s): no connection and negotiation within 0.3 s" in caplog.text
+
+
+def _packet(code: bytes, payload: bytes = b"") -> bytes:
+    return struct.pack("!I", len(code + payload)) + code + payload
+
+
+def test_a_child_that_dies_mid_message_gets_its_fallback_and_the_session_goes_on(
+        guard: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def dies_at_end_of_message(reader: asyncio.StreamReader,
+                                     writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                size = struct.unpack("!I", await reader.readexactly(4))[0]
+                packet = await reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                break
+            code = packet[:1]
+            if code == b"O":
+                writer.write(_packet(b"O", struct.pack("!III", 6, 0x1FF, 0)))
+            elif code == b"E":
+                break  # gone, without a word
+            elif code in b"CHMRTLNBU":
+                writer.write(_packet(b"c"))
+            await writer.drain()
+        writer.close()
+
+    async def main() -> object:
+        server, spec = await start_server(dies_at_end_of_message)
+        async with server:
+            manager = Manager([ChildSpec("fragile", spec, fallback=Status.CONTINUE),
+                               ChildSpec("guard", guard)])
+            return await managed_session(manager, tmp_path / "m.sock",
+                                         [to("bob@example.org"), to("carol@example.org")])
+
+    caplog.set_level(logging.INFO)
+    result = asyncio.run(main())
+    first, second = result.messages  # type: ignore[attr-defined]
+    assert first.status is Status.CONTINUE and second.status is Status.CONTINUE
+    assert ("X-Guard", " checked") in first.message.headers  # the other child went on
+    assert ("X-Guard", " checked") in second.message.headers
+    assert "filter fragile failed at end-of-message (ChildFailure: the milter closed the " \
+        "connection)" in caplog.text
+
+
+def test_an_auto_started_child_serves_and_stops(tmp_path: Path) -> None:
+    spec = f"unix:{tmp_path / 'child.sock'}"
+    command = [sys.executable, "-m", "milterkit", "run", str(FILTERS / "guard.py"),
+               "--listen", spec]
+    manager = Manager([ChildSpec("guard", spec, command=command)])
+    try:
+        result = run_managed(manager, tmp_path / "m.sock")
+        assert ("X-Guard", " checked") in headers(result)
+    finally:
+        process = manager.children[0].process
+        assert process is not None and process.process is not None
+        process.stop()
+    assert process.process.returncode is not None
+
+
+def test_a_child_command_that_fails_is_a_start_up_error(tmp_path: Path) -> None:
+    manager = Manager([ChildSpec("nothing", f"unix:{tmp_path / 'x.sock'}",
+                                 command=[sys.executable, "-c", "raise SystemExit(3)"])])
+    with pytest.raises(ChildStartError, match="exited with status 3 at start-up"):
+        manager.setup(type("FakeClient", (), {"connect": lambda *a: None})())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[milter]]\nname = "x"\n', "needs connection"),
+    ('[[milter]]\nconnection = "inet:1@127.0.0.1"\n', 'needs name = "NAME"'),
+    ('[[milter]]\nname = "x"\nconnection = "inet:1@127.0.0.1"\nfallback = "discard"\n',
+     "fallback must be one of"),
+    ('[[milter]]\nname = "x"\nconnection = "nowhere"\n', "x"),
+    ('[[milter]]\nname = "x"\nconnection = "inet:1@127.0.0.1"\ncolour = 1\n',
+     "unknown key 'colour'"),
+    ('[[milter]]\nname = "x"\nconnection = "inet:1@127.0.0.1"\ntimeout = "soon"\n',
+     "timeout must be a number"),
+    ('[manager]\nverdict-header = "Bad Name"\n[[milter]]\nname = "x"\n'
+     'connection = "inet:1@127.0.0.1"\n', "verdict-header must be a header name"),
+])
+def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path, text: str,
+                                                        message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "milterkit", "run", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert message in out.stderr and str(path) in out.stderr
