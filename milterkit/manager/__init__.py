@@ -11,11 +11,15 @@
 See ``docs/manager.rst``.
 """
 
-from .child import ChildHealth, ChildMilter
+from .child import ChildHealth as ChildHealth
+from .child import ChildMilter
 from .config import parse_milters
-from .link import ChildFailure, ChildLink
-from .manager import ManagedConnection, Manager
-from .process import ChildProcess, ChildStartError
+from .link import ChildFailure as ChildFailure
+from .link import ChildLink as ChildLink
+from .manager import ManagedConnection as ManagedConnection
+from .manager import Manager
+from .process import ChildProcess as ChildProcess
+from .process import ChildStartError
 from .spec import (
     DEFAULT_CONNECT_ATTEMPTS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -25,6 +29,5 @@ from .spec import (
 
 __all__ = [
     "DEFAULT_CONNECT_ATTEMPTS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_RECONNECT_DELAY",
-    "ChildFailure", "ChildHealth", "ChildLink", "ChildMilter", "ChildProcess", "ChildSpec",
-    "ChildStartError", "ManagedConnection", "Manager", "parse_milters",
+    "ChildMilter", "ChildSpec", "ChildStartError", "Manager", "parse_milters",
 ]

@@ -9,18 +9,11 @@ tools (:mod:`milterkit.testing`) build their MTA simulator on the same pieces.
   within a timeout.
 """
 
-from .channel import (
-    MTA,
-    Answer,
-    MilterChannel,
-    MTAError,
-    Outcome,
-    ReplyTimeoutError,
-    braced,
-)
-from .opening import READ_SIZE, open_spec
+from .channel import MTA as MTA
+from .channel import Answer, MilterChannel, MTAError, ReplyTimeoutError
+from .channel import Outcome as Outcome
+from .channel import braced as braced
+from .opening import READ_SIZE as READ_SIZE
+from .opening import open_spec
 
-__all__ = [
-    "MTA", "READ_SIZE", "Answer", "MTAError", "MilterChannel", "Outcome", "ReplyTimeoutError",
-    "braced", "open_spec",
-]
+__all__ = ["Answer", "MTAError", "MilterChannel", "ReplyTimeoutError", "open_spec"]

@@ -13,6 +13,8 @@ import pytest
 
 import milterkit
 import milterkit.compose
+import milterkit.manager
+import milterkit.mta
 import milterkit.server
 import milterkit.testing
 
@@ -31,7 +33,7 @@ def example_text() -> str:
 
 
 @pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing,
-                                     milterkit.compose])
+                                     milterkit.compose, milterkit.manager, milterkit.mta])
 def test_every_public_name_is_used_in_an_example(package: types.ModuleType) -> None:
     text = example_text()
     name_of_package = package.__name__
