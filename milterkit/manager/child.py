@@ -40,6 +40,7 @@ _VERDICTS: dict[type, Status] = {
     rp.TempFail: S.TEMPORARY_FAILURE, rp.Discard: S.DISCARD, rp.Skip: S.SKIP,
     rp.Shutdown: S.TEMPORARY_FAILURE, rp.ConnectionFailure: S.TEMPORARY_FAILURE,
 }
+_CONNECTION_EVENTS = frozenset({"connect", "helo", "unknown"})
 #: Every event a child may be sent, and the protocol step that opts out of it.
 _ALL_EVENTS = P.NONE
 for _flag in EVENT_FLAGS.values():
@@ -142,6 +143,8 @@ class ChildMilter:
             try:
                 link.check()
                 command = self._command(view, stage, args, link)
+                if stage not in _CONNECTION_EVENTS:
+                    link.begin(view.context.message_result)
                 macros = None
                 if row.macros_from == row.code:  # its own list (not per header or chunk)
                     macros = view.context.macros.by_stage(row.macros_from)
@@ -203,7 +206,7 @@ class ChildMilter:
         return status
 
     def _abort(self, view: FilterView, state: Any) -> None:
-        self.link(view.context).send(cmd.Abort())
+        self.link(view.context).abort()
 
     def _reset(self, view: FilterView) -> None:
         self.link(view.context).new_client()

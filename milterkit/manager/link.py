@@ -49,6 +49,10 @@ class ChildLink:
         #: Whether the failure was already reported to the composer once.
         self.reported = False
         self._offer: cmd.Negotiate | None = None
+        #: Whether the child has a message open (an event of it sent, no end-of-message or
+        #: ABORT yet), and which of the MTA's messages (its MessageResult).
+        self.in_message = False
+        self.message: object | None = None
         #: A reconnection under way (after QUIT_NC), awaited before the next event.
         self.pending: asyncio.Task[None] | None = None
 
@@ -144,13 +148,31 @@ class ChildLink:
         try:
             if macros and row is not None and row.macros_from is not None:
                 channel.send_macros(row.macros_from, macros)
-            return await channel.step(command)
+            answer = await channel.step(command)
+            if isinstance(command, cmd.EndOfMessage):
+                self.in_message = False
+            return answer
         except MTAError as exc:
             self.fail(str(exc))
             raise ChildFailure(str(exc)) from None
         except asyncio.CancelledError:
             self.fail("no answer in time")
             raise
+
+    def begin(self, message: object) -> None:
+        """A message event for the MTA's ``message`` is about to be sent: when the child still
+        has an earlier message open (it ended where this child was not asked, by another
+        member's refusal), end that one first with ABORT, as Postfix would."""
+        if self.in_message and self.message is not message:
+            self.abort()
+        self.in_message = True
+        self.message = message
+
+    def abort(self) -> None:
+        """End the child's open message (ABORT), if it has one."""
+        if self.in_message:
+            self.send(cmd.Abort())
+            self.in_message = False
 
     def send(self, command: Any) -> None:
         """Send a command that has no answer (ABORT); a failure only marks the link."""

@@ -223,3 +223,25 @@ def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path, text: st
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert message in out.stderr and str(path) in out.stderr
+
+
+def test_a_message_refused_by_another_member_is_aborted_for_the_child(
+        guard: str, tmp_path: Path) -> None:
+    def header_refusal(client: object) -> None:
+        def header(context: ClientContext, name: str, value: str) -> Status | None:
+            if name == "Subject" and "reject me" in value:
+                return context.reject("550", "5.7.1", "filter: not this subject")
+            return None
+
+        client.connect("header", header)  # type: ignore[attr-defined]
+
+    # guard sees "Subject: please reject me" (it is first) and would refuse the message at
+    # end-of-header, but the filter refuses it at the header itself. Unless the manager ends
+    # that message for guard (ABORT), guard still holds it when the next one comes.
+    manager = Manager([ChildSpec("guard", guard)], [filter_spec("subject", header_refusal)])
+    result = run_managed(manager, tmp_path / "m.sock", [
+        to("bob@example.org", "please reject me"), to("bob@example.org", "fine")])
+    first, second = result.messages
+    assert first.status is Status.REJECT and first.reply == "550 5.7.1 filter: not this subject"
+    assert second.status is Status.CONTINUE, second.reply
+    assert ("X-Guard", " checked") in second.message.headers

@@ -17,11 +17,11 @@ def setup(client: Client) -> None:
     @client.on("header")
     def header(context: ClientContext, name: str, value: str) -> None:
         if name.lower() == "subject" and "reject me" in value.lower():
-            context.private = "reject"
+            context.shelf["refuse"] = True  # for this message only
 
     @client.on("end-of-header")
     def end_of_header(context: ClientContext) -> Status | None:
-        if context.private == "reject":
+        if context.shelf.get("refuse"):
             return context.reject("554", "5.7.0", "guard: this subject is refused")
         return None
 
