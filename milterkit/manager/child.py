@@ -25,6 +25,7 @@ from ..protocol import commands as cmd
 from ..protocol import replies as rp
 from ..protocol.constants import ActionFlag, MacroStage, ProtocolFlag
 from ..protocol.negotiation import Option
+from ..protocol.replies import NegotiateReply
 from ..protocol.steps import STEP_OF_SIGNAL
 from ..status import Status
 from .link import ChildFailure, ChildLink
@@ -77,6 +78,10 @@ class ChildMilter:
             self.process = ChildProcess(spec.name, spec.command, spec.connection,
                                         spec.start_timeout, spec.max_restarts)
         self._links: WeakKeyDictionary[ClientContext, ChildLink] = WeakKeyDictionary()
+        #: The child's last negotiate reply on any connection: what the MTA is asked for on
+        #: its behalf while it cannot be reached, so that it can take part again after a
+        #: reconnection (QUIT_NC) on the same MTA connection.
+        self.last_reply: NegotiateReply | None = None
 
     @property
     def name(self) -> str:
@@ -119,9 +124,9 @@ class ChildMilter:
 
     def _negotiate(self, view: FilterView, option: Option, requests: MacrosRequests) -> None:
         link = self.link(view.context)
-        reply = link.reply if link.usable else None
+        reply = link.reply if link.usable else self.last_reply
         if reply is None:
-            # Unreachable: it takes CONNECT only, where its fallback answers.
+            # Unreachable and never seen: it takes CONNECT only, where its fallback answers.
             option.actions = ActionFlag.NONE
             option.protocol = ProtocolFlag(_ALL_EVENTS & ~P.NO_CONNECT)
             return

@@ -105,7 +105,7 @@ class ChildLink:
         reply = await self.channel.negotiate(
             ActionFlag(offer.actions), ProtocolFlag(offer.protocol),
             min(offer.version, 6))
-        self.reply = reply
+        self.reply = self.child.last_reply = reply
         log.debug("[%s] milter %s negotiated: actions %r, protocol %r", self.tag, self.name,
                   reply.actions, reply.protocol)
 

@@ -245,3 +245,50 @@ def test_a_message_refused_by_another_member_is_aborted_for_the_child(
     assert first.status is Status.REJECT and first.reply == "550 5.7.1 filter: not this subject"
     assert second.status is Status.CONTINUE, second.reply
     assert ("X-Guard", " checked") in second.message.headers
+
+
+def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> None:
+    """QUIT_NC on the MTA connection: the manager passes it on, and connects again to a child
+    that could not be reached, which then takes part for the new SMTP client."""
+    from milterkit.mta import MilterChannel
+    from milterkit.protocol import QuitNewConnection
+
+    child_spec = f"inet:{free_port()}@127.0.0.1"
+    guard = MilterProcess(FILTERS / "guard.py", child_spec)
+    manager = Manager([ChildSpec("guard", child_spec, connect_attempts=1)])
+    spec = f"unix:{tmp_path / 'm.sock'}"
+
+    async def one_client(mta: MilterChannel) -> list[object]:
+        await mta.connect()
+        await mta.helo()
+        outcome = await mta.message(sender="<alice@example.net>",
+                                    recipients=("<bob@example.org>",))
+        return outcome.modifications
+
+    async def main() -> tuple[list[object], list[object], list[object]]:
+        from milterkit import Client
+
+        client = Client(spec, shutdown_timeout=2.0)
+        manager.setup(client)
+        async with client:
+            first = await MilterChannel.open(spec)  # guard up: its needs become known
+            await first.negotiate()
+            seen = await one_client(first)
+            await first.quit()
+            guard.stop()
+            mta = await MilterChannel.open(spec)  # guard down at this negotiation
+            await mta.negotiate()
+            down = await one_client(mta)
+            guard.start()
+            mta.send_nowait(QuitNewConnection())
+            back = await one_client(mta)  # the new SMTP client: guard is reached again
+            await mta.quit()
+            return seen, down, back
+
+    guard.start()
+    try:
+        seen, down, back = asyncio.run(main())
+    finally:
+        guard.close()
+    names = [[getattr(m, "name", None) for m in mods] for mods in (seen, down, back)]
+    assert names == [["X-Guard"], [], ["X-Guard"]]
