@@ -153,7 +153,7 @@ class ChildMilter:
                 macros = None
                 if row.macros_from == row.code:  # its own list (not per header or chunk)
                     macros = view.context.macros.by_stage(row.macros_from)
-                answer = await link.step(command, macros)
+                answer = await link.step(command, macros, _progress(view))
                 return self._status(view, stage, answer, link)
             finally:
                 if not link.usable:
@@ -218,6 +218,20 @@ class ChildMilter:
 
     def _finished(self, view: FilterView) -> None:
         self.link(view.context).close()
+
+
+def _progress(view: FilterView) -> Callable[[], None]:
+    """Pass a child's progress packet on to the MTA (which restarts its timer)."""
+    context = view.context
+
+    def progress() -> None:
+        try:
+            context.progress()
+        except Exception as exc:  # no reply owed any more: nothing to keep alive
+            log.debug("[%s] a progress packet of a child was not passed on: %s", context.tag,
+                      exc)
+
+    return progress
 
 
 def _apply(view: FilterView, change: Any) -> None:

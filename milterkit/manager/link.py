@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..mta.channel import Answer, MilterChannel, MTAError
@@ -140,15 +140,17 @@ class ChildLink:
         assert self.channel is not None
         return self.channel
 
-    async def step(self, command: Any, macros: Mapping[str, str] | None = None) -> Answer:
+    async def step(self, command: Any, macros: Mapping[str, str] | None = None,
+                   on_progress: Callable[[], object] | None = None) -> Answer:
         """Send ``command`` (after its macros) and read the answer; :class:`ChildFailure` if
-        the child fails. A cancelled wait (the child's timeout) closes the link."""
+        the child fails. A cancelled wait (the child's timeout) closes the link.
+        ``on_progress`` is called at each progress packet of the child."""
         channel = self.check()
         row = STEP_OF_COMMAND.get(type(command))
         try:
             if macros and row is not None and row.macros_from is not None:
                 channel.send_macros(row.macros_from, macros)
-            answer = await channel.step(command)
+            answer = await channel.step(command, on_progress)
             if isinstance(command, cmd.EndOfMessage):
                 self.in_message = False
             return answer

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,8 +184,10 @@ class MilterChannel:
             return isinstance(self.reader.exception(), ConnectionError)
         return data == b""
 
-    async def step(self, command: object) -> Answer:
-        """Send ``command`` as Postfix would and wait for the answer the negotiation implies."""
+    async def step(self, command: object,
+                   on_progress: Callable[[], object] | None = None) -> Answer:
+        """Send ``command`` as Postfix would and wait for the answer the negotiation implies;
+        ``on_progress`` is called at each progress packet that comes meanwhile."""
         row = STEP_OF_COMMAND.get(type(command))
         option = self.negotiated.protocol if self.negotiated else P.NONE
         if row is not None and option & row.no_event:
@@ -199,6 +201,8 @@ class MilterChannel:
             if isinstance(reply, FINAL_REPLIES):
                 return Answer(reply, before)
             before.append(reply)
+            if on_progress is not None and isinstance(reply, Progress):
+                on_progress()
 
     # ------------------------------------------------------------------ session
 

@@ -292,3 +292,12 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
         guard.close()
     names = [[getattr(m, "name", None) for m in mods] for mods in (seen, down, back)]
     assert names == [["X-Guard"], [], ["X-Guard"]]
+
+
+def test_a_childs_progress_reaches_the_mta(tmp_path: Path) -> None:
+    spec = f"inet:{free_port()}@127.0.0.1"
+    with MilterProcess(FILTERS / "progress.py", spec):
+        result = run_managed(Manager([ChildSpec("worker", spec)]), tmp_path / "m.sock")
+    (outcome,) = result.messages
+    assert outcome.progress == 3
+    assert ("X-Worked", " hard") in outcome.message.headers
