@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from managerlib import FILTERS, filter_spec, managed_session, run_managed, start_server
@@ -258,14 +259,14 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
     manager = Manager([ChildSpec("guard", child_spec, connect_attempts=1)])
     spec = f"unix:{tmp_path / 'm.sock'}"
 
-    async def one_client(mta: MilterChannel) -> list[object]:
+    async def one_client(mta: MilterChannel) -> list[Any]:
         await mta.connect()
         await mta.helo()
         outcome = await mta.message(sender="<alice@example.net>",
                                     recipients=("<bob@example.org>",))
         return outcome.modifications
 
-    async def main() -> tuple[list[object], list[object], list[object]]:
+    async def main() -> tuple[list[Any], list[Any], list[Any]]:
         from milterkit import Client
 
         client = Client(spec, shutdown_timeout=2.0)
