@@ -103,6 +103,12 @@ class ChildMilter:
             found = self._links[context] = ChildLink(self, context.tag)
         return found
 
+    def close(self, context: ClientContext) -> None:
+        """Close the child's link for ``context`` (QUIT), if it has one."""
+        found = self._links.get(context)
+        if found is not None:
+            found.close()
+
     def filter_spec(self) -> FilterSpec:
         """The child as a member of the composition."""
         unit = FilterUnit(self.name, self._setup, f"child milter at {self.spec.connection}",

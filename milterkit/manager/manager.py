@@ -51,6 +51,9 @@ class Manager(Composer):
             child.start()
         client.connect("negotiate", self._open_children)
         super().setup(client)
+        # After the composition's own handler, which tells only the attached members: a child
+        # detached by a condition or at negotiation is closed too.
+        client.connect("finished", self._close_children)
         log.info("managing %d child milter(s): %s", len(self.children), ", ".join(
             f"{c.name} at {c.spec.connection}" for c in self.children) or "none")
 
@@ -80,12 +83,20 @@ class Manager(Composer):
         async def open_all() -> None:
             links = [child.link(context) for child in self.children]
             await asyncio.gather(*(link.open(offer) for link in links))
+            if context.finished:  # the MTA went away meanwhile
+                for link in links:
+                    link.close()
+                return
             for link in links:
                 if link.error is not None:
                     log.error("[%s] milter %s: %s; it answers its fallback (%s)", context.tag,
                               link.name, link.error, link.child.spec.fallback.nick)
 
         return open_all()
+
+    def _close_children(self, context: ClientContext) -> None:
+        for child in self.children:
+            child.close(context)
 
     def _on_negotiate(self, context: ClientContext, option: Option,
                       requests: MacrosRequests) -> Status | None:

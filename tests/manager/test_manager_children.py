@@ -302,3 +302,40 @@ def test_a_childs_progress_reaches_the_mta(tmp_path: Path) -> None:
     (outcome,) = result.messages
     assert outcome.progress == 3
     assert ("X-Worked", " hard") in outcome.message.headers
+
+
+def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None:
+    received: list[bytes] = []
+
+    async def recorder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                size = struct.unpack("!I", await reader.readexactly(4))[0]
+                packet = await reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                received.append(b"EOF")
+                break
+            code = packet[:1]
+            received.append(code)
+            if code == b"O":
+                writer.write(_packet(b"O", struct.pack("!III", 6, 0, 0)))
+            elif code in b"CHMRTLNBEU":
+                writer.write(_packet(b"c"))
+            await writer.drain()
+        writer.close()
+
+    async def main() -> object:
+        server, spec = await start_server(recorder)
+        async with server:
+            manager = Manager([ChildSpec("local-only", spec,
+                                         conditions=[RemoteNetwork(["192.168.0.0/16"])])])
+            result = await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
+            for _ in range(100):
+                if received[-1:] == [b"EOF"]:
+                    break
+                await asyncio.sleep(0.01)
+            return result
+
+    asyncio.run(main())
+    # Negotiated, never asked anything (the SMTP client is in its trusted network), then QUIT.
+    assert received == [b"O", b"Q", b"EOF"]
