@@ -91,7 +91,7 @@ def test_a_condition_detaches_a_child(guard: str, tmp_path: Path) -> None:
 
 def test_evaluation_mode_logs_changes_and_verdicts_without_sending_them(
         guard: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="milterkit")
     manager = Manager([ChildSpec("guard", guard, evaluation=True)])
     result = run_managed(manager, tmp_path / "m.sock",
                          [to("blocked@example.org"), to("bob@example.org")])
@@ -105,7 +105,7 @@ def test_evaluation_mode_logs_changes_and_verdicts_without_sending_them(
 
 def test_unreachable_child_is_tried_a_bounded_number_of_times(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="milterkit")
     spec = f"inet:{free_port()}@127.0.0.1"  # nothing listens there
     manager = Manager([ChildSpec("gone", spec, connect_attempts=3, reconnect_delay=0.01,
                                  fallback=Status.TEMPORARY_FAILURE)])
@@ -130,7 +130,7 @@ def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
                                          connect_attempts=1)])
             return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
 
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="milterkit")
     result = asyncio.run(main())
     # Its fallback (accept) at CONNECT; the only member accepted, so the MTA is told ACCEPT.
     assert result.error is None and result.connect_status is Status.ACCEPT  # type: ignore[attr-defined]
@@ -170,7 +170,7 @@ def test_a_child_that_dies_mid_message_gets_its_fallback_and_the_session_goes_on
             return await managed_session(manager, tmp_path / "m.sock",
                                          [to("bob@example.org"), to("carol@example.org")])
 
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="milterkit")
     result = asyncio.run(main())
     first, second = result.messages  # type: ignore[attr-defined]
     assert first.status is Status.CONTINUE and second.status is Status.CONTINUE
