@@ -339,3 +339,42 @@ def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None
     asyncio.run(main())
     # Negotiated, never asked anything (the SMTP client is in its trusted network), then QUIT.
     assert received == [b"O", b"Q", b"EOF"]
+
+
+def test_a_childs_multi_line_reply_reaches_the_mta_as_it_wrote_it(tmp_path: Path) -> None:
+    from managerlib import packet, scripted_child
+
+    text = b"550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure\0"
+
+    async def main() -> object:
+        server, spec = await start_server(scripted_child({b"M": [packet(b"y", text)]}))
+        async with server:
+            return await managed_session(Manager([ChildSpec("wordy", spec)]),
+                                         tmp_path / "m.sock", [to("bob@example.org")])
+
+    result = asyncio.run(main())
+    (outcome,) = result.messages  # type: ignore[attr-defined]
+    assert outcome.status is Status.REJECT
+    assert outcome.reply == "550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure"
+
+
+def test_a_modification_before_end_of_message_is_the_childs_protocol_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from managerlib import packet, scripted_child
+
+    caplog.set_level(logging.INFO, logger="milterkit")
+    early = packet(b"h", b"X-Early\0yes\0") + packet(b"c")
+
+    async def main() -> object:
+        server, spec = await start_server(scripted_child({b"R": [early]}))
+        async with server:
+            manager = Manager([ChildSpec("early", spec, fallback=Status.TEMPORARY_FAILURE)])
+            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
+
+    result = asyncio.run(main())
+    (outcome,) = result.messages  # type: ignore[attr-defined]
+    # Its fallback at RCPT, for that recipient (the MTA refuses it temporarily).
+    (refused,) = outcome.rejected_recipients
+    assert refused.status is Status.TEMPORARY_FAILURE
+    assert "filter early failed at envelope-recipient (ChildFailure: protocol error: a " \
+        "modification at envelope-recipient)" in caplog.text

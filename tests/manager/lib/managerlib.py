@@ -143,3 +143,34 @@ async def start_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWr
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     return server, f"inet:{port}@127.0.0.1"
+
+
+def packet(code: bytes, payload: bytes = b"") -> bytes:
+    """One milter packet."""
+    return len(code + payload).to_bytes(4, "big") + code + payload
+
+
+def scripted_child(answers: dict[bytes, list[bytes]], protocol: int = 0,
+                   actions: int = 0x1FF) -> Callable[[asyncio.StreamReader,
+                                                      asyncio.StreamWriter], Awaitable[None]]:
+    """A hand-made child: negotiates ``actions``/``protocol`` and answers each command byte with
+    the packets ``answers`` lists for it (``c`` for any other command that wants an answer)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                code = (await reader.readexactly(size))[:1]
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            if code == b"O":
+                writer.write(packet(b"O", (6).to_bytes(4, "big") + actions.to_bytes(4, "big")
+                                    + protocol.to_bytes(4, "big")))
+            elif code in answers:
+                writer.write(b"".join(answers[code]))
+            elif code in b"CHMRTLNBEU":
+                writer.write(packet(b"c"))
+            await writer.drain()
+        writer.close()
+
+    return serve
