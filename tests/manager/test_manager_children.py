@@ -14,13 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from managerlib import FILTERS, filter_spec, managed_session, run_managed, start_server
+from managerlib import (
+    FILTERS,
+    filter_spec,
+    managed_session,
+    packet,
+    run_managed,
+    scripted_child,
+    start_server,
+)
 from milterproc import MilterProcess
 from postfix import free_port
 
-from milterkit import ClientContext, Status
+from milterkit import Client, ClientContext, Status
 from milterkit.compose import RemoteNetwork
 from milterkit.manager import ChildSpec, ChildStartError, Manager
+from milterkit.mta import MilterChannel
+from milterkit.protocol import ProtocolFlag as P
+from milterkit.protocol import QuitNewConnection
 from milterkit.testing import Message
 
 LOG = "milterkit.manager"
@@ -138,10 +149,6 @@ def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
     assert "after 1 attempt(s): no connection and negotiation within 0.3 s" in caplog.text
 
 
-def _packet(code: bytes, payload: bytes = b"") -> bytes:
-    return struct.pack("!I", len(code + payload)) + code + payload
-
-
 def test_a_child_that_dies_mid_message_gets_its_fallback_and_the_session_goes_on(
         guard: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def dies_at_end_of_message(reader: asyncio.StreamReader,
@@ -149,16 +156,16 @@ def test_a_child_that_dies_mid_message_gets_its_fallback_and_the_session_goes_on
         while True:
             try:
                 size = struct.unpack("!I", await reader.readexactly(4))[0]
-                packet = await reader.readexactly(size)
+                data = await reader.readexactly(size)
             except asyncio.IncompleteReadError:
                 break
-            code = packet[:1]
+            code = data[:1]
             if code == b"O":
-                writer.write(_packet(b"O", struct.pack("!III", 6, 0x1FF, 0)))
+                writer.write(packet(b"O", struct.pack("!III", 6, 0x1FF, 0)))
             elif code == b"E":
                 break  # gone, without a word
             elif code in b"CHMRTLNBU":
-                writer.write(_packet(b"c"))
+                writer.write(packet(b"c"))
             await writer.drain()
         writer.close()
 
@@ -251,9 +258,6 @@ def test_a_message_refused_by_another_member_is_aborted_for_the_child(
 def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> None:
     """QUIT_NC on the MTA connection: the manager passes it on, and connects again to a child
     that could not be reached, which then takes part for the new SMTP client."""
-    from milterkit.mta import MilterChannel
-    from milterkit.protocol import QuitNewConnection
-
     child_spec = f"inet:{free_port()}@127.0.0.1"
     guard = MilterProcess(FILTERS / "guard.py", child_spec)
     manager = Manager([ChildSpec("guard", child_spec, connect_attempts=1)])
@@ -267,8 +271,6 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
         return outcome.modifications
 
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
-        from milterkit import Client
-
         client = Client(spec, shutdown_timeout=2.0)
         manager.setup(client)
         async with client:
@@ -307,25 +309,8 @@ def test_a_childs_progress_reaches_the_mta(tmp_path: Path) -> None:
 def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None:
     received: list[bytes] = []
 
-    async def recorder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                size = struct.unpack("!I", await reader.readexactly(4))[0]
-                packet = await reader.readexactly(size)
-            except asyncio.IncompleteReadError:
-                received.append(b"EOF")
-                break
-            code = packet[:1]
-            received.append(code)
-            if code == b"O":
-                writer.write(_packet(b"O", struct.pack("!III", 6, 0, 0)))
-            elif code in b"CHMRTLNBEU":
-                writer.write(_packet(b"c"))
-            await writer.drain()
-        writer.close()
-
     async def main() -> object:
-        server, spec = await start_server(recorder)
+        server, spec = await start_server(scripted_child({}, received=received))
         async with server:
             manager = Manager([ChildSpec("local-only", spec,
                                          conditions=[RemoteNetwork(["192.168.0.0/16"])])])
@@ -342,8 +327,6 @@ def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None
 
 
 def test_a_childs_multi_line_reply_reaches_the_mta_as_it_wrote_it(tmp_path: Path) -> None:
-    from managerlib import packet, scripted_child
-
     text = b"550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure\0"
 
     async def main() -> object:
@@ -360,8 +343,6 @@ def test_a_childs_multi_line_reply_reaches_the_mta_as_it_wrote_it(tmp_path: Path
 
 def test_a_modification_before_end_of_message_is_the_childs_protocol_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from managerlib import packet, scripted_child
-
     caplog.set_level(logging.INFO, logger="milterkit")
     early = packet(b"h", b"X-Early\0yes\0") + packet(b"c")
 
@@ -378,3 +359,26 @@ def test_a_modification_before_end_of_message_is_the_childs_protocol_error(
     assert refused.status is Status.TEMPORARY_FAILURE
     assert "filter early failed at envelope-recipient (ChildFailure: protocol error: a " \
         "modification at envelope-recipient)" in caplog.text
+
+
+def test_each_child_gets_only_the_events_it_asked_for(tmp_path: Path) -> None:
+    received: list[bytes] = []
+
+    def headers_too(client: object) -> None:
+        client.connect("header", lambda context, name, value: None)  # type: ignore[attr-defined]
+        client.connect("body", lambda context, chunk: None)  # type: ignore[attr-defined]
+
+    quiet = int(P.NO_HELO | P.NO_HEADERS | P.NO_BODY | P.NO_END_OF_HEADER | P.NO_DATA)
+
+    async def main() -> object:
+        server, spec = await start_server(scripted_child({}, quiet, received=received))
+        async with server:
+            manager = Manager([ChildSpec("envelope-only", spec)],
+                              [filter_spec("content", headers_too)])
+            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
+
+    result = asyncio.run(main())
+    assert result.error is None  # type: ignore[attr-defined]
+    # The filter wanted headers and body, so the MTA sent them: not to this child.
+    commands = [code for code in received if code != b"D"]
+    assert commands == [b"O", b"C", b"M", b"R", b"E", b"Q", b"EOF"], received

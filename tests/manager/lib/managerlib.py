@@ -151,10 +151,11 @@ def packet(code: bytes, payload: bytes = b"") -> bytes:
 
 
 def scripted_child(answers: dict[bytes, list[bytes]], protocol: int = 0,
-                   actions: int = 0x1FF) -> Callable[[asyncio.StreamReader,
-                                                      asyncio.StreamWriter], Awaitable[None]]:
+                   actions: int = 0x1FF, received: list[bytes] | None = None,
+                   ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """A hand-made child: negotiates ``actions``/``protocol`` and answers each command byte with
-    the packets ``answers`` lists for it (``c`` for any other command that wants an answer)."""
+    the packets ``answers`` lists for it (``c`` for any other command that wants an answer);
+    every command byte it gets is appended to ``received``, and ``EOF`` at the end."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -162,7 +163,11 @@ def scripted_child(answers: dict[bytes, list[bytes]], protocol: int = 0,
                 size = int.from_bytes(await reader.readexactly(4), "big")
                 code = (await reader.readexactly(size))[:1]
             except (asyncio.IncompleteReadError, ConnectionError):
+                if received is not None:
+                    received.append(b"EOF")
                 break
+            if received is not None:
+                received.append(code)
             if code == b"O":
                 writer.write(packet(b"O", (6).to_bytes(4, "big") + actions.to_bytes(4, "big")
                                     + protocol.to_bytes(4, "big")))
