@@ -41,6 +41,7 @@ class ChildProcess:
         self.restarts = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._owner = os.getpid()
+        self._gave_up = False
         atexit.register(self.stop)
 
     def start(self, wait: bool = True) -> None:
@@ -75,6 +76,11 @@ class ChildProcess:
         if process is None or os.getpid() != self._owner or process.poll() is None:
             return  # not started, not ours to watch (a forked worker), or running
         if self.restarts >= self.max_restarts:
+            if not self._gave_up:
+                self._gave_up = True
+                log.error("milter %s: its process %d exited with status %s; not starting it "
+                          "again (max-restarts %d reached)", self.name, process.pid,
+                          process.returncode, self.max_restarts)
             return
         self.restarts += 1
         log.warning("milter %s: its process %d exited with status %s; starting it again "

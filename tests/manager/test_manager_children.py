@@ -32,7 +32,7 @@ from milterkit.manager import ChildSpec, ChildStartError, Manager
 from milterkit.mta import MilterChannel
 from milterkit.protocol import ProtocolFlag as P
 from milterkit.protocol import QuitNewConnection
-from milterkit.testing import Message
+from milterkit.testing import Message, run_session_async
 
 LOG = "milterkit.manager"
 
@@ -382,3 +382,42 @@ def test_each_child_gets_only_the_events_it_asked_for(tmp_path: Path) -> None:
     # The filter wanted headers and body, so the MTA sent them: not to this child.
     commands = [code for code in received if code != b"D"]
     assert commands == [b"O", b"C", b"M", b"R", b"E", b"Q", b"EOF"], received
+
+
+def test_an_auto_started_child_is_started_again_at_most_max_restarts_times(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="milterkit")
+    spec = f"unix:{tmp_path / 'child.sock'}"
+    command = [sys.executable, "-m", "milterkit", "run", str(FILTERS / "guard.py"),
+               "--listen", spec]
+    manager = Manager([ChildSpec("guard", spec, command=command, max_restarts=1,
+                                 connect_attempts=100, reconnect_delay=0.1)])
+    child = manager.children[0]
+    assert child.process is not None
+
+    def kill() -> None:
+        assert child.process is not None and child.process.process is not None
+        child.process.process.kill()
+        child.process.process.wait()
+
+    async def main() -> tuple[object, object]:
+        client = Client(f"unix:{tmp_path / 'm.sock'}", shutdown_timeout=2.0)
+        manager.setup(client)  # starts it
+        async with client:
+            kill()
+            again = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
+                                            [to("bob@example.org")])
+            kill()
+            manager.children[0].spec.connect_attempts = 2
+            gone = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
+                                           [to("bob@example.org")])
+            return again, gone
+
+    try:
+        again, gone = asyncio.run(main())
+    finally:
+        child.process.stop()
+    assert ("X-Guard", " checked") in headers(again)  # started again (restart 1 of 1)
+    assert ("X-Guard", " checked") not in headers(gone)  # not again: its fallback, accept
+    assert "starting it again (restart 1 of 1)" in caplog.text
+    assert "not starting it again (max-restarts 1 reached)" in caplog.text
