@@ -421,3 +421,32 @@ def test_an_auto_started_child_is_started_again_at_most_max_restarts_times(
     assert ("X-Guard", " checked") not in headers(gone)  # not again: its fallback, accept
     assert "starting it again (restart 1 of 1)" in caplog.text
     assert "not starting it again (max-restarts 1 reached)" in caplog.text
+
+
+def test_milterkit_run_serves_a_manager_from_the_configuration_file(guard: str,
+                                                                   tmp_path: Path) -> None:
+    """``milterkit run --config``: [[milter]] and [[filter]] tables, [manager]'s header."""
+    from milterkit.testing import run_session
+
+    config = tmp_path / "manager.toml"
+    config.write_text(f"""
+[manager]
+verdict-header = "X-Milter-Verdicts"
+
+[[milter]]
+name = "guard"
+connection = "{guard}"
+
+[[filter]]
+use = "{FILTERS.parent.parent.parent / 'examples' / 'add_header.py'}"
+name = "stamp"
+""")
+    spec = f"unix:{tmp_path / 'm.sock'}"
+    with MilterProcess(f"--config={config}", spec):
+        result = run_session(spec, [to("bob@example.org"), to("blocked@example.org")])
+    first, second = result.messages
+    assert first.message.headers[-3:] == [
+        ("X-Guard", " checked"), ("X-Milterkit", " yes"),
+        ("X-Milter-Verdicts", " guard=continue; stamp=continue")]
+    (refused,) = second.rejected_recipients
+    assert refused.reply == "550 5.7.1 guard: blocked recipient"
