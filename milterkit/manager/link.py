@@ -112,6 +112,7 @@ class ChildLink:
     def new_client(self) -> None:
         """A new SMTP client on the MTA connection (QUIT_NC): pass it on to a working link;
         a failed one connects again (bounded as at first), before its next event."""
+        self.in_message = False  # QUIT_NC ends everything the child had open
         if self.usable:
             self.send(cmd.QuitNewConnection())
             return
