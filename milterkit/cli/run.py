@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from . import run_metrics
+
 HELP = "Run a milter: serve the filter defined by TARGET's setup(client)."
 
 _POLICIES = {
@@ -92,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level (default info)")
     parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
                         help="event loop: uvloop if installed (auto), asyncio, or uvloop")
+    run_metrics.add_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -131,6 +134,10 @@ def main(args: argparse.Namespace) -> int:
         setup(client)
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
+        return 2
+    problem = run_metrics.apply(args, client)  # after setup: the metrics time its handlers
+    if problem is not None:
+        print(f"milterkit run: {problem}", file=sys.stderr)
         return 2
     try:
         client.run(workers=args.workers, loop=args.loop)
