@@ -11,6 +11,7 @@ end-of-message verdict become the filter's changes (applied in order with the ot
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -51,20 +52,32 @@ for _flag in EVENT_FLAGS.values():
 
 class ChildHealth:
     """A child's record across connections: consecutive failures to reach it (logged when it
-    goes down and when it comes back)."""
+    comes back), and, with ``retry_after``, the time until which it is not tried at all."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, retry_after: float = 0.0) -> None:
         self.name = name
+        self.retry_after = retry_after
         self.failures = 0
+        #: ``time.monotonic()`` before which no connection is tried (0: try).
+        self.down_until = 0.0
 
     def failed(self) -> None:
         self.failures += 1
+        if self.retry_after:
+            self.down_until = time.monotonic() + self.retry_after
+            log.warning("milter %s: not tried again for %g s (retry-after)", self.name,
+                        self.retry_after)
 
     def worked(self) -> None:
         if self.failures:
             log.info("milter %s is reachable again after %d failed connection(s)", self.name,
                      self.failures)
         self.failures = 0
+        self.down_until = 0.0
+
+    def resting(self) -> bool:
+        """Whether the child is within its ``retry_after`` pause after a failure."""
+        return self.down_until > time.monotonic()
 
 
 class ChildMilter:
@@ -72,7 +85,7 @@ class ChildMilter:
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
-        self.health = ChildHealth(spec.name)
+        self.health = ChildHealth(spec.name, spec.retry_after)
         self.process: ChildProcess | None = None
         if spec.command is not None:
             self.process = ChildProcess(spec.name, spec.command, spec.connection,

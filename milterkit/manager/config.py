@@ -13,6 +13,7 @@
     connect-timeout = 5.0         # seconds to connect and negotiate, per attempt
     connect-attempts = 2          # attempts per MTA connection
     reconnect-delay = 0.2         # seconds between attempts
+    retry-after = 0.0             # seconds not to try a child that could not be reached
     evaluation = false            # record and log its verdicts and changes, send none
     conditions = ["unauthenticated"]
     command = ["opendkim", "-f", "-x", "/etc/opendkim.conf"]   # optional: start it
@@ -39,7 +40,7 @@ from .spec import (
 
 _NUMBERS = {
     "timeout": DEFAULT_FILTER_TIMEOUT, "connect-timeout": DEFAULT_CONNECT_TIMEOUT,
-    "reconnect-delay": DEFAULT_RECONNECT_DELAY, "start-timeout": 10.0,
+    "reconnect-delay": DEFAULT_RECONNECT_DELAY, "start-timeout": 10.0, "retry-after": 0.0,
 }
 _INTEGERS = {"connect-attempts": DEFAULT_CONNECT_ATTEMPTS, "max-restarts": 3}
 MILTER_KEYS = ("name", "connection", "fallback", "evaluation", "conditions", "command",

@@ -70,6 +70,10 @@ class ChildLink:
         """Connect and negotiate, in at most ``connect_attempts`` attempts; never raises."""
         self._offer = offer
         spec = self.child.spec
+        if self.child.health.resting():
+            self.fail(f"down after {self.child.health.failures} failed connection(s); not "
+                      f"tried for {spec.retry_after:g} s")
+            return
         for attempt in range(1, spec.connect_attempts + 1):
             self.child.ensure_running()
             try:

@@ -37,6 +37,9 @@ class ChildSpec:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     connect_attempts: int = DEFAULT_CONNECT_ATTEMPTS
     reconnect_delay: float = DEFAULT_RECONNECT_DELAY
+    #: Seconds a child that could not be reached is not tried at all (0: every connection
+    #: tries), so that a host that drops packets does not cost every connection its timeouts.
+    retry_after: float = 0.0
     evaluation: bool = False
     conditions: Sequence[Condition] = ()
     command: Sequence[str] | None = None
@@ -58,9 +61,9 @@ class ChildSpec:
                 raise ValueError(f"milter {self.name!r}: {what} must be positive")
         if self.connect_attempts < 1:
             raise ValueError(f"milter {self.name!r}: connect-attempts must be at least 1")
-        if self.reconnect_delay < 0 or self.max_restarts < 0:
-            raise ValueError(f"milter {self.name!r}: reconnect-delay and max-restarts cannot "
-                             "be negative")
+        if self.reconnect_delay < 0 or self.max_restarts < 0 or self.retry_after < 0:
+            raise ValueError(f"milter {self.name!r}: reconnect-delay, retry-after and "
+                             "max-restarts cannot be negative")
         if self.command is not None and (isinstance(self.command, str) or not self.command):
             raise ValueError(f"milter {self.name!r}: command must be a non-empty list of "
                              "strings")

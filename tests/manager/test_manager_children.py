@@ -450,3 +450,28 @@ name = "stamp"
         ("X-Milter-Verdicts", " guard=continue; stamp=continue")]
     (refused,) = second.rejected_recipients
     assert refused.reply == "550 5.7.1 guard: blocked recipient"
+
+
+def test_retry_after_rests_a_child_that_could_not_be_reached(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="milterkit")
+    spec = f"inet:{free_port()}@127.0.0.1"  # nothing listens there
+    manager = Manager([ChildSpec("gone", spec, connect_attempts=2, reconnect_delay=0.01,
+                                 retry_after=600.0)])
+
+    async def main() -> None:
+        client = Client(f"unix:{tmp_path / 'm.sock'}", shutdown_timeout=2.0)
+        manager.setup(client)
+        async with client:
+            for _ in range(3):
+                result = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
+                                                 [to("bob@example.org")])
+                assert result.error is None
+
+    asyncio.run(main())
+    messages = [r.getMessage() for r in caplog.records if r.name == "milterkit.manager"]
+    assert sum("attempt 1 of 2" in m for m in messages) == 1  # tried on the first only
+    assert "milter gone: not tried again for 600 s (retry-after)" in messages
+    rested = [m for m in messages if "down after 1 failed connection(s); not tried for 600 s"
+              in m]
+    assert len(rested) == 2
