@@ -98,6 +98,14 @@ def parse_config(data: Mapping[str, Any], name: str = "<config>",
         raise ConfigError(f"{name}: no filter: add a [[filter]] table with use = \"...\"")
     for number, table in enumerate(filters, 1):
         config.filters.append(_filter(table, f"{name}: filter #{number}", base))
+    if config.manager.get("order") is not None:
+        from ..manager.config import MilterConfigError, check_order
+
+        try:
+            check_order(config.manager["order"], [m.name for m in config.milters]
+                        + [f.label for f in config.filters], name)
+        except MilterConfigError as exc:
+            raise ConfigError(str(exc)) from None
     return config
 
 

@@ -4,6 +4,8 @@
 
     [manager]
     verdict-header = "X-Milter-Verdicts"   # optional: each member's verdict, in a header
+    order = ["opendkim", "add-header"]     # optional: the member order (default: the
+                                           # [[milter]] tables, then the [[filter]] tables)
 
     [[milter]]                    # one table per child milter, in order (before the filters)
     name = "opendkim"             # its name in logs and verdicts (required)
@@ -45,7 +47,7 @@ _NUMBERS = {
 _INTEGERS = {"connect-attempts": DEFAULT_CONNECT_ATTEMPTS, "max-restarts": 3}
 MILTER_KEYS = ("name", "connection", "fallback", "evaluation", "conditions", "command",
                *_NUMBERS, *_INTEGERS)
-MANAGER_KEYS = ("verdict-header",)
+MANAGER_KEYS = ("verdict-header", "order")
 
 
 class MilterConfigError(ValueError):
@@ -53,7 +55,7 @@ class MilterConfigError(ValueError):
 
 
 def parse_manager(table: Any, name: str) -> dict[str, Any]:
-    """The ``[manager]`` table, checked: ``{"verdict_header": ...}``."""
+    """The ``[manager]`` table, checked: ``{"verdict_header": ..., "order": ...}``."""
     if not isinstance(table, dict):
         raise MilterConfigError(f"{name}: manager must be a table ([manager])")
     unknown = sorted(set(table) - set(MANAGER_KEYS))
@@ -64,7 +66,22 @@ def parse_manager(table: Any, name: str) -> dict[str, Any]:
     if header is not None and (not isinstance(header, str) or not header
                                or any(c in header for c in ": \t\r\n")):
         raise MilterConfigError(f"{name}: [manager] verdict-header must be a header name")
-    return {"verdict_header": header}
+    order = table.get("order")
+    if order is not None and (not isinstance(order, list)
+                              or not all(isinstance(item, str) for item in order)):
+        raise MilterConfigError(f"{name}: [manager] order must be a list of member names")
+    return {"verdict_header": header, "order": order}
+
+
+def check_order(order: Sequence[str], members: Sequence[str], name: str) -> None:
+    """``[manager] order`` must name every member (child milter or filter) exactly once."""
+    unknown = [item for item in order if item not in members]
+    if unknown:
+        raise MilterConfigError(f"{name}: [manager] order names {unknown[0]!r}, which is no "
+                                f"child milter or filter (members: {', '.join(members)})")
+    if sorted(order) != sorted(members):
+        raise MilterConfigError(f"{name}: [manager] order must name every child milter and "
+                                f"filter exactly once (members: {', '.join(members)})")
 
 
 def parse_milters(tables: Any, name: str) -> list[ChildSpec]:

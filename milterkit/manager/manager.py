@@ -19,6 +19,7 @@ from ..compose.composer import Composer
 from ..compose.ranking import REFUSALS
 from ..compose.spec import FilterSpec
 from ..compose.stage import ComposedConnection, StageRun
+from ..compose.unit import FilterLoadError
 from ..compose.view import Change
 from ..context import ClientContext
 from ..macros import MacrosRequests
@@ -32,7 +33,8 @@ log = logging.getLogger("milterkit.manager")
 
 
 class Manager(Composer):
-    """Child milters (``children``, in order) and in-process ``filters`` (after them), composed.
+    """Child milters (``children``, in order) and in-process ``filters`` (after them), composed;
+    ``order``, when given, names every member in the order to use instead.
 
     ``verdict_header``, when set, is the name of a header added to every message that is not
     refused, listing each member's verdict (``opendkim=accept; add-header=continue``): what
@@ -40,10 +42,14 @@ class Manager(Composer):
     """
 
     def __init__(self, children: Sequence[ChildSpec], filters: Iterable[FilterSpec] = (), *,
-                 verdict_header: str | None = None) -> None:
+                 verdict_header: str | None = None, order: Sequence[str] | None = None,
+                 ) -> None:
         self.children = [ChildMilter(spec) for spec in children]
         self.verdict_header = verdict_header
-        super().__init__([*(child.filter_spec() for child in self.children), *filters])
+        specs = [*(child.filter_spec() for child in self.children), *filters]
+        if order is not None:
+            specs = _ordered(specs, order)
+        super().__init__(specs)
 
     def setup(self, client: Any) -> None:
         """Start the children that have a command, then compose everything on ``client``."""
@@ -105,6 +111,20 @@ class Manager(Composer):
             offered = effective_offer(context.offer)
             option.actions |= offered.actions & ActionFlag.ADD_HEADERS
         return result
+
+
+def _ordered(specs: list[FilterSpec], order: Sequence[str]) -> list[FilterSpec]:
+    """``specs`` in the order ``order`` names them (every member exactly once)."""
+    by_name = {spec.label: spec for spec in specs}
+    unknown = [name for name in order if name not in by_name]
+    if unknown:
+        raise FilterLoadError(f"order names {unknown[0]!r}, which is no child milter or "
+                              f"filter (members: {', '.join(by_name)})")
+    missing = [name for name in by_name if name not in order]
+    if missing or len(set(order)) != len(order):
+        raise FilterLoadError("order must name every child milter and filter exactly once "
+                              f"(members: {', '.join(by_name)})")
+    return [by_name[name] for name in order]
 
 
 class ManagedConnection(ComposedConnection):

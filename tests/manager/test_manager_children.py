@@ -27,7 +27,7 @@ from milterproc import MilterProcess
 from postfix import free_port
 
 from milterkit import Client, ClientContext, Status
-from milterkit.compose import RemoteNetwork
+from milterkit.compose import FilterLoadError, RemoteNetwork
 from milterkit.manager import ChildSpec, ChildStartError, Manager
 from milterkit.mta import MilterChannel
 from milterkit.protocol import ProtocolFlag as P
@@ -221,6 +221,8 @@ def test_a_child_command_that_fails_is_a_start_up_error(tmp_path: Path) -> None:
      "timeout must be a number"),
     ('[manager]\nverdict-header = "Bad Name"\n[[milter]]\nname = "x"\n'
      'connection = "inet:1@127.0.0.1"\n', "verdict-header must be a header name"),
+    ('[manager]\norder = ["x", "y"]\n[[milter]]\nname = "x"\n'
+     'connection = "inet:1@127.0.0.1"\n', "order names 'y', which is no child milter"),
 ])
 def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path, text: str,
                                                         message: str) -> None:
@@ -475,3 +477,20 @@ def test_retry_after_rests_a_child_that_could_not_be_reached(
     rested = [m for m in messages if "down after 1 failed connection(s); not tried for 600 s"
               in m]
     assert len(rested) == 2
+
+
+def test_order_puts_a_filter_before_a_child(guard: str, tmp_path: Path) -> None:
+    def stamp(client: object) -> None:
+        def eom(context: ClientContext, chunk: bytes) -> None:
+            context.add_header("X-Stamp", "python")
+
+        client.connect("end-of-message", eom)  # type: ignore[attr-defined]
+
+    manager = Manager([ChildSpec("guard", guard)], [filter_spec("stamp", stamp)],
+                      order=["stamp", "guard"])
+    assert headers(run_managed(manager, tmp_path / "m.sock"))[-2:] == [
+        ("X-Stamp", " python"), ("X-Guard", " checked")]
+    with pytest.raises(FilterLoadError, match="order names 'nobody'"):
+        Manager([ChildSpec("guard", guard)], order=["guard", "nobody"])
+    with pytest.raises(FilterLoadError, match="exactly once"):
+        Manager([ChildSpec("guard", guard)], [filter_spec("stamp", stamp)], order=["guard"])
