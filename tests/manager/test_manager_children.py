@@ -427,13 +427,15 @@ def test_an_auto_started_child_is_started_again_at_most_max_restarts_times(
 
 def test_milterkit_run_serves_a_manager_from_the_configuration_file(guard: str,
                                                                    tmp_path: Path) -> None:
-    """``milterkit run --config``: [[milter]] and [[filter]] tables, [manager]'s header."""
+    """``milterkit run --config``: [[milter]] and [[filter]] tables, [manager]'s header and
+    member order (the filter first)."""
     from milterkit.testing import run_session
 
     config = tmp_path / "manager.toml"
     config.write_text(f"""
 [manager]
 verdict-header = "X-Milter-Verdicts"
+order = ["stamp", "guard"]
 
 [[milter]]
 name = "guard"
@@ -448,8 +450,8 @@ name = "stamp"
         result = run_session(spec, [to("bob@example.org"), to("blocked@example.org")])
     first, second = result.messages
     assert first.message.headers[-3:] == [
-        ("X-Guard", " checked"), ("X-Milterkit", " yes"),
-        ("X-Milter-Verdicts", " guard=continue; stamp=continue")]
+        ("X-Milterkit", " yes"), ("X-Guard", " checked"),
+        ("X-Milter-Verdicts", " stamp=continue; guard=continue")]
     (refused,) = second.rejected_recipients
     assert refused.reply == "550 5.7.1 guard: blocked recipient"
 
