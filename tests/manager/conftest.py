@@ -4,6 +4,7 @@ ones next to this file are imported by plain name; Postfix tests skip, or fail i
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,19 @@ for _path in (str(_HERE / "lib"), str(_HERE.parent / "integration")):
         sys.path.insert(0, _path)
 
 from availability import check_markers  # noqa: E402
+from managerlib import FILTERS  # noqa: E402
+from milterproc import MilterProcess  # noqa: E402
+from postfix import free_port  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     check_markers(item)
+
+
+@pytest.fixture(scope="module")
+def guard() -> Iterator[str]:
+    """tests/manager/filters/guard.py served by its own milterkit run process."""
+    spec = f"inet:{free_port()}@127.0.0.1"
+    with MilterProcess(FILTERS / "guard.py", spec):
+        yield spec

@@ -179,3 +179,15 @@ def scripted_child(answers: dict[bytes, list[bytes]], protocol: int = 0,
         writer.close()
 
     return serve
+
+
+def headers(result: object) -> list[tuple[str, str]]:
+    """The headers of the one message of ``result`` as the milters left them."""
+    (outcome,) = result.messages  # type: ignore[attr-defined]
+    return list(outcome.message.headers)
+
+
+def to(recipient: str, subject: str = "hello") -> Message:
+    """A small message from alice@example.net to ``recipient``."""
+    return Message.build(sender="alice@example.net", recipients=[recipient],
+                         headers=[("Subject", subject)], body=b"Hello.\r\n")
