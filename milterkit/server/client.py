@@ -25,6 +25,7 @@ from . import listen
 from .connection import Connection
 from .listen import Listener
 from .spec import ConnectionSpec, parse_spec
+from .threads import HandlerThreads
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("milterkit.server")
@@ -57,6 +58,9 @@ class Client:
     ``progress_interval`` sends a progress keep-alive that often while a coroutine handler runs.
     ``actions``, ``protocol``, ``macro_requests`` and ``max_payload`` go to every context;
     ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
+    ``threads`` runs every plain ``def`` handler in a pool of that many threads (each
+    connection's handlers still one after the other); without it only handlers marked
+    :func:`milterkit.blocking` run in a pool (see :mod:`milterkit.blocking`).
     """
 
     def __init__(
@@ -78,7 +82,10 @@ class Client:
         context_class: type[ClientContext] = ClientContext,
         shutdown_timeout: float = 30.0,
         socket_activation: bool = True,
+        threads: int | None = None,
     ) -> None:
+        #: The pool blocking handlers run in; :meth:`shutdown` stops it.
+        self.handler_threads = HandlerThreads(threads)
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
@@ -300,6 +307,7 @@ class Client:
         closes them at once."""
         if self._closed is None:
             self.stop_accepting()
+            await self.handler_threads.shutdown(self.abort_timeout)
             return
         if self._closing:
             log.info("shutting down now: closing %d session(s)", len(self.connections))
@@ -316,8 +324,11 @@ class Client:
                 await self._drain(wait)
         finally:
             # Whatever happened above (even a cancellation), serve_forever must return.
-            log.info("shut down (%d session(s) served)", self.served)
-            self._closed.set()
+            try:
+                await self.handler_threads.shutdown(self.abort_timeout)
+            finally:
+                log.info("shut down (%d session(s) served)", self.served)
+                self._closed.set()
 
     async def _drain(self, wait: float) -> None:
         assert self._idle is not None
