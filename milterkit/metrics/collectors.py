@@ -28,8 +28,8 @@ __all__ = ["LATENCY_BUCKETS", "Metrics"]
 #: Upper bounds (seconds) of the handler latency histogram's buckets.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0, 30.0)
-#: The client signal another part of milterkit emits when the accept loop pauses on a full
-#: backlog; counted when this version of the Client has it.
+#: The client signal the runtime emits when a connection stops reading from its MTA (flow
+#: control, docs/reliability.rst); counted when this version of the Client has it.
 BACKLOG_PAUSED = "backlog-paused"
 
 
@@ -47,8 +47,9 @@ class Metrics:
     - ``protocol_errors_total``: connections ended because the MTA broke the protocol;
       ``handler_errors_total``: handler exceptions turned into the exception policy;
       ``timeouts_total``: connections closed by the inactivity timeout;
-    - ``backlog_pauses_total``: times the Client paused accepting because its backlog was full
-      (only where the Client emits ``backlog-paused``).
+    - ``backlog_pauses_total``: times a connection stopped reading from its MTA, because
+      packets piled up behind a pending handler or the MTA stopped reading our replies
+      (the Client's ``backlog-paused`` signal).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
@@ -72,8 +73,8 @@ class Metrics:
                                       registry=r)
         self.timeouts = Counter("timeouts", "Connections closed by the inactivity timeout",
                                 namespace=ns, registry=r)
-        self.backlog_pauses = Counter("backlog_pauses", "Pauses of the accept loop on a full "
-                                      "backlog", namespace=ns, registry=r)
+        self.backlog_pauses = Counter("backlog_pauses", "Times a connection stopped reading "
+                                      "from its MTA (flow control)", namespace=ns, registry=r)
         #: Whether the installed Client emits ``backlog-paused`` (so the counter means anything).
         self.counts_backlog_pauses = False
         self._verdicts: dict[tuple[str, Status], Any] = {}

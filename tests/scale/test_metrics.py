@@ -111,6 +111,38 @@ async def wait_for_async(condition: object, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def test_a_real_flow_control_pause_is_counted() -> None:
+    from milterkit.metrics import enable_metrics
+    from milterkit.protocol.framing import encode_packet
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def hang(context: ClientContext, sender: str) -> None:
+            await release.wait()
+
+        client = Client("inet:0@127.0.0.1", shutdown_timeout=10, backlog_pause=(4, 64 * 1024))
+        client.connect("envelope-from", hang)
+        server = enable_metrics(client, "127.0.0.1:0")
+        host, port = server.address
+        await client.start()
+        mta = await MTA.open(client.address_spec)
+        await mta.negotiate()
+        # MAIL waits on its handler; what follows piles up past the 4-packet pause bound.
+        mta.send_nowait(encode_packet(b"M", b"<a@b>\0"),
+                        *[encode_packet(b"D", b"Ma\0b\0")] * 50)
+        await mta.writer.drain()
+        await wait_for_async(lambda: any(c.paused for c in client.connections))
+        samples = await asyncio.to_thread(scrape, f"http://{host}:{port}/metrics")
+        assert value(samples, "milterkit_backlog_pauses_total") == 1
+        release.set()
+        await mta.close()
+        await client.shutdown()
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_protocol_errors_and_backlog_pauses_are_counted() -> None:
     async def scenario() -> None:
         client = make_client()
