@@ -92,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level (default info)")
     parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
                         help="event loop: uvloop if installed (auto), asyncio, or uvloop")
+    parser.add_argument("--no-quickack", dest="quickack", action="store_false",
+                        help="do not re-arm TCP_QUICKACK on TCP connections (Linux; by default "
+                        "it is, so Postfix's Nagle-delayed packets never wait ~40 ms for an ACK)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -122,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
             socket_mode=args.socket_mode,
             socket_group=args.socket_group,
             backlog=args.backlog or socket.SOMAXCONN,
+            quickack=args.quickack,
         )
     except (SpecError, ValueError) as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)

@@ -57,6 +57,8 @@ class Client:
     ``progress_interval`` sends a progress keep-alive that often while a coroutine handler runs.
     ``actions``, ``protocol``, ``macro_requests`` and ``max_payload`` go to every context;
     ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
+    ``quickack`` (Linux, TCP only) re-arms ``TCP_QUICKACK`` after each read that wrote nothing,
+    so a Nagle-delayed MTA never waits for our delayed ACK (see :mod:`milterkit.server.tcp`).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Client:
         context_class: type[ClientContext] = ClientContext,
         shutdown_timeout: float = 30.0,
         socket_activation: bool = True,
+        quickack: bool = True,
     ) -> None:
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         if max_connections is not None and max_connections < 1:
@@ -97,6 +100,8 @@ class Client:
         #: closed; those that have not by then are logged and left behind.
         self.abort_timeout = 5.0
         self.socket_activation = socket_activation
+        #: Re-arm TCP_QUICKACK on accepted TCP connections (Linux); read at each accept.
+        self.quickack = quickack
         #: Keyword arguments of every context (``actions``, ``protocol``, ``macro_requests``...);
         #: a ``setup(client)`` function may change them before the client starts.
         self.context_options: dict[str, Any] = dict(

@@ -18,6 +18,7 @@ from ..protocol.errors import NegotiationError, ProtocolError
 from ..result import MessageResult
 from .awaiting import HandlerCancelled as HandlerCancelled  # its home was here
 from .awaiting import task_outcome
+from .tcp import rearm_quickack, tune_tcp
 
 if TYPE_CHECKING:
     from .client import Client
@@ -44,6 +45,9 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._started = time.monotonic()  # uvloop's loop.time() has only millisecond steps
+        # TCP_QUICKACK (issue 15): the bound setsockopt of a TCP socket, or None (see tcp.py).
+        self._quickack: Callable[[int, int, int], None] | None = None
+        self._wrote = False
 
     # -------------------------------------------------------------- transport events
 
@@ -51,6 +55,7 @@ class Connection(asyncio.Protocol):
         # A stream transport; uvloop's do not subclass asyncio.Transport, hence no isinstance.
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
+        self._quickack = tune_tcp(self.transport, quickack=self.client.quickack)
         try:
             self._set_up(peer)
         except Exception:
@@ -80,6 +85,7 @@ class Connection(asyncio.Protocol):
         context = self.context
         assert context is not None
         self._last_activity = self._loop.time()
+        self._wrote = False
         try:
             context.feed(data)
         except (ProtocolError, NegotiationError) as exc:
@@ -88,6 +94,11 @@ class Connection(asyncio.Protocol):
             # Only reachable with exception_policy=None: the handler's error is re-raised.
             log.exception("[%s] unhandled error; closing the connection", context.tag)
             self.close("error")
+        if self._quickack is not None and not self._wrote:
+            # Nothing to send back (a macro packet, a no-reply event, a handler still
+            # running): ACK now rather than after the kernel's ~40 ms delayed-ACK timer, which
+            # a Nagle-delayed MTA write would wait for. A reply carries the ACK by itself.
+            rearm_quickack(self._quickack)
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost finishes the session
@@ -121,6 +132,7 @@ class Connection(asyncio.Protocol):
         if self._closed:
             return
         self._last_activity = self._loop.time()
+        self._wrote = True
         assert self.transport is not None
         self.transport.write(data)
 
