@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .errors import LocalError, ReplyError, StateError, StatusError
+from .negotiation_cache import no_reply_stages
 from .protocol.constants import ProtocolFlag as P
 from .protocol.negotiation import Negotiation, Option
 from .reply import REPLY_CLASS, verdict_packet
@@ -101,11 +102,8 @@ class Emitter:
         )
 
     def _set_no_reply(self, negotiation: Negotiation) -> None:
-        silent = negotiation.no_reply & ~negotiation.emulated_no_reply
-        self._silent = frozenset(s.name for s in STAGES.values() if s.no_reply & silent)
-        self._no_reply_stages = frozenset(
-            s.name for s in STAGES.values() if s.no_reply & negotiation.no_reply
-        )
+        # Cached per negotiated masks (issue 15): the same sets on every connection.
+        self._silent, self._no_reply_stages = no_reply_stages(negotiation)
         self._no_reply_any = negotiation.no_reply
 
     def _end_session(self) -> None:
