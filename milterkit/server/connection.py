@@ -47,7 +47,9 @@ class Connection(asyncio.Protocol):
         self._started = time.monotonic()  # uvloop's loop.time() has only millisecond steps
         # TCP_QUICKACK (issue 15): the bound setsockopt of a TCP socket, or None (see tcp.py).
         self._quickack: Callable[[int, int, int], None] | None = None
-        self._wrote = False
+        # Replies written while one data_received runs, sent in one transport.write at its end
+        # (issue 15); None outside data_received, where _write writes at once.
+        self._batch: list[bytes] | None = None
 
     # -------------------------------------------------------------- transport events
 
@@ -85,7 +87,8 @@ class Connection(asyncio.Protocol):
         context = self.context
         assert context is not None
         self._last_activity = self._loop.time()
-        self._wrote = False
+        batch: list[bytes] = []
+        self._batch = batch
         try:
             context.feed(data)
         except (ProtocolError, NegotiationError) as exc:
@@ -94,7 +97,8 @@ class Connection(asyncio.Protocol):
             # Only reachable with exception_policy=None: the handler's error is re-raised.
             log.exception("[%s] unhandled error; closing the connection", context.tag)
             self.close("error")
-        if self._quickack is not None and not self._wrote:
+        self._flush()
+        if self._quickack is not None and not batch:
             # Nothing to send back (a macro packet, a no-reply event, a handler still
             # running): ACK now rather than after the kernel's ~40 ms delayed-ACK timer, which
             # a Nagle-delayed MTA write would wait for. A reply carries the ACK by itself.
@@ -131,10 +135,20 @@ class Connection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self._closed:
             return
+        if self._batch is not None:
+            self._batch.append(data)
+            return
         self._last_activity = self._loop.time()
-        self._wrote = True
         assert self.transport is not None
         self.transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what this data_received produced, in one write, and stop batching."""
+        batch, self._batch = self._batch, None
+        if batch and not self._closed:
+            self._last_activity = self._loop.time()
+            assert self.transport is not None
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def close(self, reason: str) -> None:
         """Close after flushing what is written; the session ends (``finished``) when it is lost.
@@ -143,6 +157,7 @@ class Connection(asyncio.Protocol):
         """
         if self.reason is None:
             self.reason = reason
+        self._flush()  # replies of the read that ended the session go out before the close
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

@@ -76,3 +76,49 @@ def test_unix_socket_connections_are_left_alone() -> None:
                 assert client.served == 1
 
     run(scenario())
+
+
+class _CountingTransport:
+    """The real transport, counting its writes."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.real.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_one_write_per_read_and_replies_before_quit() -> None:
+    async def scenario() -> tuple[int, list[Any], bool]:
+        def setup(client: Client) -> None:
+            client.connect("end-of-message", lambda ctx, chunk: ctx.add_header("X-A", "1"))
+            for name in ("connect", "helo", "envelope-from"):
+                client.connect(name, lambda ctx, *args: None)
+
+        async with serving(setup=setup) as client:
+            mta = await MTA.open(client.address_spec)
+            try:
+                await mta.negotiate()
+                (connection,) = client.connections
+                counting = _CountingTransport(connection.transport)
+                connection.transport = counting  # type: ignore[assignment]
+                mta.send_nowait(cmd.Connect("c.example", cmd.SocketAddress("4", "192.0.2.1", 25)),
+                                cmd.Helo("c.example"), cmd.Mail("<a@example.org>"))
+                replies = [await mta.read_reply() for _ in range(3)]
+                writes = counting.writes
+                # End-of-message and QUIT in one read: the reply goes out before the close.
+                mta.send_nowait(cmd.EndOfMessage(b""), cmd.Quit())
+                replies += [await mta.read_reply(), await mta.read_reply()]
+                return writes, replies, await mta.at_eof()
+            finally:
+                await mta.close()
+
+    writes, replies, eof = run(scenario())
+    assert writes == 1
+    assert [type(r).__name__ for r in replies] == ["Continue"] * 3 + ["AddHeader", "Continue"]
+    assert eof
