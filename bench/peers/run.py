@@ -54,11 +54,12 @@ class Milter:
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    cwd: Path = ROOT
 
     def start(self, port: int) -> None:
         self.port = port
         argv = [a.format(port=port, spec=f"inet:{port}@127.0.0.1") for a in self.argv]
-        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(argv, cwd=self.cwd, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
 
     def wait_listening(self, timeout: float = 30.0) -> None:
@@ -163,7 +164,8 @@ def install(peers_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def contenders(paths: dict[str, Path], loops: list[str]) -> list[Milter]:
+def contenders(paths: dict[str, Path], loops: list[str],
+               baseline: Path | None = None) -> list[Milter]:
     py = sys.executable
     mk = [py, "-m", "milterkit", "run", "-l", "{spec}", "--log-level", "warning",
           "--timeout", "0"]
@@ -185,6 +187,16 @@ def contenders(paths: dict[str, Path], loops: list[str]) -> list[Milter]:
                    [*mk, "--loop", loop, str(HERE / "milterkit_needed.py")]),
             Milter(f"bare asyncio floor ({loop})",
                    [py, str(HERE / "floor.py"), "{spec}", "--loop", loop]),
+        ]
+    if baseline is not None:
+        # Another milterkit checkout (run from its directory, so `-m milterkit` is that one),
+        # with this interpreter: its figures next to this one's.
+        milters += [
+            Milter("baseline milterkit every handler (uvloop)",
+                   [*mk, "--loop", "uvloop", str(ROOT / "bench" / "load_filter.py")],
+                   cwd=baseline),
+            Milter("baseline milterkit only needed (uvloop)",
+                   [*mk, "--loop", "uvloop", str(HERE / "milterkit_needed.py")], cwd=baseline),
         ]
     return milters
 
@@ -310,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("uvloop", "asyncio"))
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="only the milters whose name contains one of these words")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run the milterkit checkout in DIR (e.g. `git archive` of an "
+                        "older commit) on uvloop, as 'baseline milterkit'")
     parser.add_argument("--gen-procs", type=int, default=2,
                         help="load generator processes for c > 1 (default 2)")
     parser.add_argument("--peers-dir", type=Path, default=Path(tempfile.gettempdir())
@@ -321,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (1.0 if args.quick else 3.0)
 
     paths = install(args.peers_dir)
-    milters = contenders(paths, args.loops)
+    milters = contenders(paths, args.loops, args.baseline)
     if args.only:
         milters = [m for m in milters if any(w in m.name for w in args.only)
                    or m.name == "C libmilter"]
