@@ -13,6 +13,7 @@ statuses in :mod:`milterkit.emission`, a message's data and actions in
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections import deque
@@ -65,6 +66,8 @@ __all__ = ["ClientContext"]
 log = logging.getLogger("milterkit.context")
 S = Status
 _tags = itertools.count(1)
+# Every context of a Client parses the same exception reply: once is enough (issue 15).
+_parsed_reply = functools.lru_cache(maxsize=64)(parse_reply)
 
 
 class ClientContext(ConnectMixin, ContextAPI, Emitter):
@@ -112,7 +115,7 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
                 f"not {exception_policy!r}"
             )
         self.exception_policy = exception_policy
-        self.exception_reply = parse_reply(exception_reply) if exception_reply else None
+        self.exception_reply = _parsed_reply(exception_reply) if exception_reply else None
         #: Inactivity timeout in seconds, for the runtime to arm (libmilter's default, 7210 s).
         self.timeout = timeout
         #: A number that names this connection in every log line.

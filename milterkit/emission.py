@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,6 +45,9 @@ S = Status
 #: result (or the exception it raised). The asyncio runtime provides one.
 AwaitHook = Callable[[Awaitable[Any], Callable[[Any, BaseException | None], None]], None]
 
+#: Which do_* handlers a context class overrides (weak: test classes come and go). A class
+#: whose do_* methods are replaced after its first context keeps its first answer.
+_OVERRIDDEN: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
 _WAITING: Any = object()  # an awaitable is in flight; the stage resumes when it completes
 #: Stages at which a message verdict completes the message (no ``abort`` follows it). REJECT
 #: or TEMPFAIL at envelope-recipient refuses one recipient only; connect and helo have no message.
@@ -95,11 +99,14 @@ class Emitter:
         self._no_reply_stages: frozenset[str] = frozenset()
         self._no_reply_any = P.NONE
         cls = type(self)
-        base = _base_context_class(cls)
-        self._overridden = frozenset(
-            stage.name for stage in STAGES.values()
-            if getattr(cls, stage.method) is not getattr(base, stage.method)
-        )
+        overridden = _OVERRIDDEN.get(cls)  # per class, not per connection (issue 15)
+        if overridden is None:
+            base = _base_context_class(cls)
+            overridden = _OVERRIDDEN[cls] = frozenset(
+                stage.name for stage in STAGES.values()
+                if getattr(cls, stage.method) is not getattr(base, stage.method)
+            )
+        self._overridden = overridden
 
     def _set_no_reply(self, negotiation: Negotiation) -> None:
         # Cached per negotiated masks (issue 15): the same sets on every connection.
@@ -204,10 +211,26 @@ class Emitter:
             self._respond(stage, S.CONTINUE)
             return
         try:
-            status = self._run_handlers(stage, args, iter(receivers), S.DEFAULT)
-            if status is _WAITING:
-                return
-            status = self._check(stage, status)
+            if len(receivers) == 1:
+                # Issue 15's fast path: one receiver (the usual case) is called directly, and
+                # "no opinion" or CONTINUE, valid at every stage, go straight to the reply.
+                # Anything else takes the general path with the result already in hand.
+                result = receivers[0](self, *args)
+                if result is None:
+                    status = S.DEFAULT
+                elif result is S.CONTINUE:
+                    status = S.CONTINUE
+                else:
+                    status = self._run_handlers(stage, args, iter((lambda *_: result,)),
+                                                S.DEFAULT)
+                    if status is _WAITING:
+                        return
+                    status = self._check(stage, status)
+            else:
+                status = self._run_handlers(stage, args, iter(receivers), S.DEFAULT)
+                if status is _WAITING:
+                    return
+                status = self._check(stage, status)
         except Exception as exc:
             status = self._on_handler_error(stage, exc)
         if status is S.PROGRESS:
