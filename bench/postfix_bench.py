@@ -128,7 +128,7 @@ def queued(pf: PrivatePostfix) -> int:
 
 def milter_failures(pf: PrivatePostfix) -> int:
     """Log lines where Postfix gave up on the milter (the default action then applies)."""
-    return sum(1 for line in pf.log_lines() if "milter" in line and "warning" in line)
+    return sum(1 for line in pf.log_lines() if "warning: milter " in line)
 
 
 def _start_milter(setup: Setup, pf: PrivatePostfix) -> tuple[subprocess.Popen[bytes], str]:
@@ -185,8 +185,8 @@ def measure(setup: Setup, messages: int, concurrency: int, size: int) -> float:
                              "were queued")
         if milter_failures(pf):
             raise SystemExit(f"{setup.label}: Postfix logged milter warnings:\n"
-                             + "\n".join(line for line in pf.log_lines() if "milter" in line
-                                         and "warning" in line)[:2000])
+                             + "\n".join(line for line in pf.log_lines()
+                                         if "warning: milter " in line)[:2000])
         return messages / elapsed
     finally:
         pf.stop()

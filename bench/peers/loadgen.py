@@ -95,6 +95,9 @@ class Session(asyncio.Protocol):
     """One MTA connection: ``await session.send(data, wait)`` writes and waits for a final
     reply (its code) when ``wait``."""
 
+    #: ``--postfix-writes``: Nagle on, no quick ACKs, one write per packet (Postfix's way).
+    postfix_writes = False
+
     def __init__(self) -> None:
         self.buffer = b""
         self.waiter: asyncio.Future[int] | None = None
@@ -107,7 +110,7 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family != socket.AF_UNIX:
+        if sock is not None and sock.family != socket.AF_UNIX and not self.postfix_writes:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if hasattr(socket, "TCP_QUICKACK"):
                 self.quickack = sock.setsockopt
@@ -138,13 +141,22 @@ class Session(asyncio.Protocol):
         if not self.lost.done():
             self.lost.set_result(None)
 
-    async def send(self, data: bytes, wait: bool) -> int:
+    def _write(self, data: bytes) -> None:
         assert self.transport is not None
-        if not wait:
+        if not self.postfix_writes:
             self.transport.write(data)
+            return
+        while data:  # each packet in a write of its own, as Postfix's milter8 flushes them
+            size = 4 + int.from_bytes(data[:4], "big")
+            self.transport.write(data[:size])
+            data = data[size:]
+
+    async def send(self, data: bytes, wait: bool) -> int:
+        if not wait:
+            self._write(data)
             return 0
         self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
+        self._write(data)
         return await self.waiter
 
 
@@ -173,7 +185,7 @@ async def one_message(spec: tuple[str, object], steps: Steps) -> bool:
                 if await session.send(chunk, not option & NR_BODY) == 0x73:  # s: skip
                     break
         verdict = await session.send(steps.eom, True)
-        session.transport.write(steps.quit)  # type: ignore[union-attr]
+        session._write(steps.quit)
         return verdict in (0x63, 0x61) and session.modifications == 1
     finally:
         session.transport.close()  # type: ignore[union-attr]
@@ -186,10 +198,13 @@ async def load(spec: tuple[str, object], concurrency: int, seconds: float, warmu
     counting = False
     done = errors = 0
     stop_at = loop.time() + warmup + seconds
+    latencies: list[float] = []
+    clock = time.perf_counter
 
     async def worker() -> None:
         nonlocal done, errors
         while loop.time() < stop_at:
+            begun = clock()
             try:
                 ok = await one_message(spec, steps)
             except OSError:
@@ -197,6 +212,7 @@ async def load(spec: tuple[str, object], concurrency: int, seconds: float, warmu
             if counting:
                 done += ok
                 errors += not ok
+                latencies.append(clock() - begun)
 
     tasks = [loop.create_task(worker()) for _ in range(concurrency)]
     await asyncio.sleep(warmup)
@@ -204,7 +220,14 @@ async def load(spec: tuple[str, object], concurrency: int, seconds: float, warmu
     cpu0, begun = time.process_time(), loop.time()
     await asyncio.gather(*tasks)
     elapsed, cpu = loop.time() - begun, time.process_time() - cpu0
+    latencies.sort()
+
+    def at(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * q))] * 1000 if (
+            latencies) else 0.0
+
     return {"messages": done, "errors": errors, "seconds": elapsed,
+            "p50_ms": at(0.5), "p90_ms": at(0.9), "p99_ms": at(0.99),
             "rate": done / elapsed if elapsed else 0.0,
             "gen_cpu_per_msg": cpu / done if done else 0.0}
 
@@ -225,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--postfix-writes", action="store_true",
+                        help="write like Postfix: one write per packet, Nagle on, no quick ACKs "
+                        "(shows the delayed-ACK stall that TCP_QUICKACK removes)")
     args = parser.parse_args(argv)
+    Session.postfix_writes = args.postfix_writes
     loop: asyncio.AbstractEventLoop
     if args.loop == "uvloop":
         import uvloop
