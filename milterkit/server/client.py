@@ -375,7 +375,7 @@ class Client:
             Supervisor(self, workers, loop=loop).run()
             return
         self.bind()
-        run_loop(self._serve_with_signals(), loop)
+        run_loop(self._serve_with_signals(), loop, serving=True)
 
     async def _serve_with_signals(self) -> None:
         self.install_signal_handlers()
