@@ -16,6 +16,7 @@ Assertion helpers live in :mod:`milterkit.testing.assertions` (``assert_verdict`
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -58,8 +59,9 @@ class MilterProcess:
         """What the process printed so far (its log; all of it once stopped)."""
         if self._log.closed:
             return self._final_output
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
+        # pread leaves the file's offset alone: the child writes through the same open file.
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll the socket until the milter accepts a connection."""

@@ -61,8 +61,10 @@ class Example:
 
     @staticmethod
     def _read(file: IO[bytes]) -> str:
-        file.seek(0)
-        return file.read().decode("utf-8", "replace")
+        # pread, not seek+read: the child writes through the same open file, so moving its
+        # shared offset would make the child's next line overwrite the start of the file.
+        fd = file.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
     @property
     def stdout(self) -> str:

@@ -178,13 +178,18 @@ u32 = st.integers(min_value=0, max_value=2**32 - 1)
 text = st.binary(max_size=30).map(lambda b: decode_text(b.replace(b"\0", b"")))
 name = text.filter(bool)
 #: One non-empty line (addresses, quarantine reasons): the reply classes refuse CR and LF.
-line = name.map(lambda t: t.replace("\r", "").replace("\n", "")).filter(bool)
+#: CR and LF go before decoding: dropped from decoded text, they could join two escaped halves
+#: of a UTF-8 sequence into text that no longer round-trips.
+line = st.binary(min_size=1, max_size=30).map(
+    lambda b: b.replace(b"\0", b"").replace(b"\r", b"").replace(b"\n", b"")
+).filter(bool).map(decode_text)
 #: A header name and value as the reply classes take them (no colon, space or control in the
 #: name; no CR in the value).
 header_name = st.text(st.characters(min_codepoint=33, max_codepoint=0x10FFFF,
                                     blacklist_characters=":\x7f",
                                     blacklist_categories=["Cs"]), min_size=1, max_size=20)
-header_value = text.map(lambda t: t.replace("\r", ""))
+header_value = st.binary(max_size=30).map(
+    lambda b: decode_text(b.replace(b"\0", b"").replace(b"\r", b"")))
 ipv4 = st.ip_addresses(v=4).map(str)
 ipv6 = st.ip_addresses(v=6).map(str)
 port = st.integers(min_value=0, max_value=65535)

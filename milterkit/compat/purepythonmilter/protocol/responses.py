@@ -2,7 +2,8 @@
 
 Verdicts (``Accept``, ``Reject``, ``RejectWithCode``...) and ``Continue`` may carry
 ``manipulations``; every manipulation is kept until end-of-message and applied then, whatever
-stage returned it. What each becomes in milterkit is decided in :mod:`.session`.
+stage returned it. What each becomes in milterkit is decided in
+:mod:`milterkit.compat.purepythonmilter.session`.
 """
 
 from __future__ import annotations
