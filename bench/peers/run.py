@@ -276,6 +276,7 @@ def table(results: Results, milters: list[str], body: int, concurrencies: list[i
 
 def chart(results: Results, milters: list[str], bodies: list[int], concurrencies: list[int],
           path: Path) -> None:
+    """Messages per second (top) and the milter's CPU per message (bottom), per body size."""
     try:
         import matplotlib
     except ImportError:
@@ -284,21 +285,36 @@ def chart(results: Results, milters: list[str], bodies: list[int], concurrencies
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(bodies), figsize=(7 * len(bodies), 5.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(bodies), figsize=(7 * len(bodies), 10), squeeze=False)
     width = 0.8 / len(milters)
-    for ax, body in zip(axes[0], bodies, strict=True):
-        for i, name in enumerate(milters):
-            xs = [c + (i - len(milters) / 2) * width for c in range(len(concurrencies))]
-            ax.bar(xs, [results.median(name, body, c, "rate") for c in concurrencies],
-                   width, label=name)
-        ax.set_xticks(range(len(concurrencies)), [f"c={c}" for c in concurrencies])
-        ax.set_title(f"{body // 1024} KiB body: messages per second (median of rounds)")
-        ax.set_ylabel("msg/s")
-        ax.grid(axis="y", alpha=0.3)
+    colours = plt.get_cmap("tab20")
+    for column, body in enumerate(bodies):
+        for row, (attr, scale, label) in enumerate((("rate", 1.0, "msg/s"),
+                                                    ("cpu_per_msg", 1e6, "CPU µs/msg"))):
+            ax = axes[row][column]
+            for i, name in enumerate(milters):
+                xs = [c + (i - len(milters) / 2) * width for c in range(len(concurrencies))]
+                ax.bar(xs, [results.median(name, body, c, attr) * scale for c in concurrencies],
+                       width, label=name, color=colours(i % 20))
+            ax.set_xticks(range(len(concurrencies)), [f"c={c}" for c in concurrencies])
+            what = "messages per second" if attr == "rate" else "milter CPU per message"
+            ax.set_title(f"{body // 1024} KiB body: {what} (median)")
+            ax.set_ylabel(label)
+            ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
+
+
+def replot(source: Path, chart_path: Path) -> None:
+    """Redraw the chart from a peers.json."""
+    data = json.loads(source.read_text())
+    results = Results([Run(**run) for run in data["runs"]])
+    names = list(dict.fromkeys(r.milter for r in results.runs))
+    bodies = sorted({r.body for r in results.runs})
+    concurrencies = sorted({r.concurrency for r in results.runs})
+    chart(results, names, bodies, concurrencies, chart_path)
 
 
 def machine() -> str:
@@ -332,7 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results",
                         help="directory of peers.md and peers.json")
     parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "images" / "peers.png")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="only redraw the chart from a peers.json")
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        replot(args.replot, args.chart)
+        return 0
     seconds = args.seconds or (1.0 if args.quick else 3.0)
 
     paths = install(args.peers_dir)
