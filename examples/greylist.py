@@ -12,10 +12,16 @@ so does every later message of that triplet. Real MTAs retry; most spam engines 
 
 The deferral text comes from ``GREYLIST_REPLY`` and is checked when the filter starts, so a
 text the MTA would refuse stops the start-up instead of failing at the first new triplet.
-The triplets live in memory: a restart forgets them (a real deployment would keep them in a
-database shared by all workers).
+The triplets live in a :class:`milterkit.store.Store` named by ``GREYLIST_STORE``: ``memory:``
+(the default: one process, forgotten at a restart) or ``redis://HOST:PORT/DB``, shared by
+every instance behind a load balancer (``pip install 'milterkit[redis]'``, docs/scaling.rst).
+The first sighting of a triplet is stored atomically (:meth:`~milterkit.store.Store.add`), so
+two instances racing on a new triplet agree on when it was first seen; a triplet is
+forgotten ``GREYLIST_TTL`` seconds (default 36 days) after it was first seen. If the store
+fails, the handler raises and the Client's exception policy defers the recipient (451).
 
-Run it:  GREYLIST_DELAY=300 milterkit run examples/greylist.py
+Run it:  GREYLIST_DELAY=300 GREYLIST_STORE=redis://127.0.0.1:6379/0 \
+         milterkit run examples/greylist.py
 """
 
 from __future__ import annotations
@@ -46,11 +52,14 @@ from milterkit import (
     Status,
     format_reply,
 )
+from milterkit.store import MemoryStore, Store, StoreError, open_store
 
 log = logging.getLogger("greylist")
 
 BLOCKED_SENDERS = frozenset({"<bulk@spam.example>"})
 DEFAULT_REPLY = "Greylisted, please try again in {delay} seconds"
+#: How long a triplet is remembered, in seconds.
+DEFAULT_TTL = 36 * 24 * 3600.0
 
 
 def network_of(address: SocketAddress | None, hostname: str) -> str:
@@ -70,19 +79,23 @@ def authenticated_user(macros: MacroTable) -> str | None:
 
 
 class Greylist:
-    """The triplets seen so far, and the filter's handlers.
+    """The filter's handlers; the triplets seen so far are in ``store`` (a
+    :class:`~milterkit.store.MemoryStore` unless given), each under
+    ``greylist:NETWORK SENDER RECIPIENT`` with the time it was first seen.
 
-    ``clock`` returns seconds (``time.time`` by default; a test passes its own). The reply text
-    is validated here, with :func:`milterkit.format_reply`, the same check ``set_reply`` makes.
+    ``clock`` returns seconds (``time.time`` by default; a test passes its own): instances that
+    share a store must share a clock too, which NTP gives. The reply text is validated here,
+    with :func:`milterkit.format_reply`, the same check ``set_reply`` makes.
     """
 
     def __init__(self, delay: float = 300.0, reply: str = DEFAULT_REPLY,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, store: Store | None = None,
+                 ttl: float = DEFAULT_TTL) -> None:
         self.delay = delay
         self.reply = reply.format(delay=round(delay))
         self.clock = clock
-        #: triplet -> when it was first seen.
-        self.first_seen: dict[tuple[str, str, str], float] = {}
+        self.store: Store = store if store is not None else MemoryStore()
+        self.ttl = ttl
         #: How many recipients were deferred so far.
         self.deferred = 0
         # Raises ReplyError now (at start-up) for a text no MTA would take.
@@ -118,14 +131,18 @@ class Greylist:
             return DISCARD
         return NOT_CHANGE  # no opinion: the recipients decide
 
-    def check_triplet(self, context: ClientContext, recipient: str) -> Status:
+    async def first_seen(self, network: str, sender: str, recipient: str) -> float | None:
+        """When the triplet was first seen; None (and remembered as seen now) if never."""
+        key = f"greylist:{network} {sender.lower()} {recipient.lower()}"
+        now = self.clock()
+        stored = await self.store.add(key, repr(now), ttl=self.ttl)
+        return None if stored is None else float(stored)
+
+    async def check_triplet(self, context: ClientContext, recipient: str) -> Status:
         network = context.connection_data.get("network", "unknown")
         sender = context.message_result.envelope_from if context.message_result else ""
-        triplet = (network, (sender or "").lower(), recipient.lower())
+        first = await self.first_seen(network, sender or "", recipient)
         now = self.clock()
-        first = self.first_seen.get(triplet)
-        if first is None:
-            self.first_seen[triplet] = now
         if first is None or now - first < self.delay:
             context.set_reply("451", "4.7.1", self.reply)
             return TEMPFAIL
@@ -153,11 +170,17 @@ class Greylist:
 
 
 def from_environment() -> Greylist:
-    """A Greylist configured by ``GREYLIST_DELAY`` and ``GREYLIST_REPLY``."""
+    """A Greylist configured by ``GREYLIST_DELAY``, ``GREYLIST_REPLY``, ``GREYLIST_STORE`` and
+    ``GREYLIST_TTL``."""
     delay = float(os.environ.get("GREYLIST_DELAY", "300"))
     text = os.environ.get("GREYLIST_REPLY", DEFAULT_REPLY)
+    ttl = float(os.environ.get("GREYLIST_TTL", str(DEFAULT_TTL)))
     try:
-        return Greylist(delay, text)
+        store = open_store(os.environ.get("GREYLIST_STORE", "memory:"))
+    except StoreError as exc:
+        raise SystemExit(f"GREYLIST_STORE: {exc}") from None
+    try:
+        return Greylist(delay, text, store=store, ttl=ttl)
     except ReplyError as exc:
         raise SystemExit(f"GREYLIST_REPLY cannot be sent to an SMTP client: {exc}") from None
 
@@ -165,7 +188,8 @@ def from_environment() -> Greylist:
 def setup(client: Client) -> None:
     """Connect a greylist configured from the environment to ``client``."""
     greylist = from_environment()
-    log.info("greylisting on milterkit %s: delay %g s", milterkit.__version__, greylist.delay)
+    log.info("greylisting on milterkit %s: delay %g s, triplets in %r", milterkit.__version__,
+             greylist.delay, greylist.store)
     greylist.install(client)
 
 

@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from . import run_metrics
+
 HELP = "Run a milter: serve the filter defined by TARGET's setup(client)."
 
 _POLICIES = {
@@ -95,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-quickack", dest="quickack", action="store_false",
                         help="do not re-arm TCP_QUICKACK on TCP connections (Linux; by default "
                         "it is, so Postfix's Nagle-delayed packets never wait ~40 ms for an ACK)")
+    run_metrics.add_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -135,6 +138,10 @@ def main(args: argparse.Namespace) -> int:
         setup(client)
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
+        return 2
+    problem = run_metrics.apply(args, client)  # after setup: the metrics time its handlers
+    if problem is not None:
+        print(f"milterkit run: {problem}", file=sys.stderr)
         return 2
     try:
         client.run(workers=args.workers, loop=args.loop)

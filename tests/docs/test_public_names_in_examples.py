@@ -16,6 +16,12 @@ import milterkit.compose
 import milterkit.server
 import milterkit.testing
 
+try:  # optional extras: milterkit[metrics] (prometheus_client)
+    import milterkit.metrics as _metrics
+except ImportError:
+    _metrics = None  # type: ignore[assignment]
+import milterkit.store
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -31,7 +37,8 @@ def example_text() -> str:
 
 
 @pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing,
-                                     milterkit.compose])
+                                     milterkit.compose, milterkit.store,
+                                     *([_metrics] if _metrics is not None else [])])
 def test_every_public_name_is_used_in_an_example(package: types.ModuleType) -> None:
     text = example_text()
     name_of_package = package.__name__

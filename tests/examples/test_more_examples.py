@@ -149,6 +149,30 @@ def test_greylist_defers_a_new_triplet_until_the_delay_has_passed() -> None:
     assert_verdict(runner.run(mail), "pass")
 
 
+def test_greylist_instances_sharing_a_store_share_their_triplets() -> None:
+    # Two filters (two processes behind a load balancer, in production) on one store: a
+    # triplet the first defers is known to the second. tests/scale does it with Redis.
+    from milterkit.store import MemoryStore
+
+    module = load_example("greylist")
+    clock = Clock()
+    store = MemoryStore(prefix="greylist-test:")
+    first = InProcess(module.Greylist(60, clock=clock, store=store).install)
+    second = InProcess(module.Greylist(60, clock=clock, store=store).install)
+    mail = Message.build(recipients=["a@example.org"])
+    assert_verdict(first.run(mail), "temporary-failure")
+    clock.now += 61
+    assert_verdict(second.run(mail), "pass")
+    assert len(store) == 1
+
+
+def test_greylist_refuses_an_unknown_store_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_example("greylist")
+    monkeypatch.setenv("GREYLIST_STORE", "mysql://db")
+    with pytest.raises(SystemExit, match="GREYLIST_STORE: unknown store URL 'mysql://db'"):
+        module.from_environment()
+
+
 def test_greylist_matches_the_sending_network_not_the_host() -> None:
     _, clock, runner = greylist_runner()
     mail = Message.build(recipients=["a@example.org"])
