@@ -7,6 +7,7 @@ MTA connection on the milter side; the MTA side, used by the test tools, is
 
 from typing import TYPE_CHECKING, Any
 
+from .blocking import blocking, on_loop
 from .context import SIGNAL_NAMES, ClientContext
 from .errors import (
     ActionError,
@@ -52,7 +53,7 @@ __all__ = [
     "Option", "PROGRESS", "ProtocolError", "ProtocolFlag", "Queued", "REJECT",
     "RemoteProtocolError", "Reply", "ReplyError", "SIGNAL_NAMES", "SKIP", "SignalError",
     "SignalTable", "SocketAddress", "State", "StateError", "Status", "StatusError", "TEMPFAIL",
-    "TEMPORARY_FAILURE", "Transaction", "__version__", "format_reply",
+    "TEMPORARY_FAILURE", "Transaction", "__version__", "blocking", "format_reply", "on_loop",
 ]
 
 if TYPE_CHECKING:

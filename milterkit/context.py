@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .blocking import OffloadHook
 from .context_api import ContextAPI
 from .emission import AwaitHook, Emitter
 from .errors import ActionError, RequirementsNotOffered, UnsupportedOffer
@@ -122,6 +123,9 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter):
         self.tag = tag if tag is not None else next(_tags)
         #: Set by the runtime so coroutine handlers can be awaited.
         self.await_hook: AwaitHook | None = None
+        #: Set by the runtime to run blocking handlers in threads (see milterkit.blocking).
+        self.offload_hook: OffloadHook | None = None
+        self.offload_all = False  # every plain def handler, not only the marked ones
         #: The :class:`~milterkit.Client` that made this context; None when fed by hand.
         self.client: Client | None = None
         #: The peer's socket address as the runtime saw it (not the SMTP client's).

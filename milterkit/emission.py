@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from .blocking import OffloadHook, runs_in_thread
 from .errors import LocalError, ReplyError, StateError, StatusError
 from .negotiation_cache import no_reply_stages
 from .protocol.constants import ProtocolFlag as P
@@ -69,6 +70,8 @@ class Emitter:
     exception_policy: Status | None
     exception_reply: str | None
     await_hook: AwaitHook | None
+    offload_hook: OffloadHook | None
+    offload_all: bool
     _write: Callable[[bytes], object]
     _finished: bool
     _transaction: Transaction
@@ -178,7 +181,12 @@ class Emitter:
         found = self.signals.receivers(stage.name, self)
         if stage.name in self._overridden:
             method = getattr(self, stage.method)
-            return [*found, lambda _context, *args: method(*args)]
+
+            def call(_context: Any, *args: Any) -> Any:
+                return method(*args)
+
+            call.__wrapped__ = method  # type: ignore[attr-defined]  # for milterkit.blocking
+            return [*found, call]
         return found
 
     def handles(self, name: str) -> bool:
@@ -248,8 +256,13 @@ class Emitter:
         status: Status,
     ) -> Any:
         """Run handlers until one is decisive: milter-manager's status accumulator."""
+        offload = self.offload_hook
         for receiver in receivers:
-            result = receiver(self, *args)
+            if offload is not None and runs_in_thread(receiver, self.offload_all):
+                # The runtime runs it in a thread; waited for like a coroutine handler.
+                result = offload(receiver, (self, *args))
+            else:
+                result = receiver(self, *args)
             if result is None:
                 continue
             if not isinstance(result, Status):

@@ -82,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_EXCEPTION_REPLY!r})")
     parser.add_argument("--max-connections", type=_positive_int, metavar="N",
                         help="concurrent connections per process; more wait in the backlog")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="run every plain def handler in a pool of N threads (blocking "
+                        "code: DNS, files, databases); each connection's handlers stay in order "
+                        "(docs/blocking)")
     parser.add_argument("--progress-interval", type=float, metavar="SECONDS",
                         help="send progress keep-alives this often while an async handler runs")
     parser.add_argument("--socket-mode", type=_mode, default=0o660, metavar="OCTAL",
@@ -92,12 +96,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="listen backlog (default: the system's maximum)")
     parser.add_argument("--log-level", choices=_LOG_LEVELS, default="info",
                         help="log level (default info)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="text lines, or one JSON object per line (default text; "
+                        "docs/logging)")
     parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
                         help="event loop: uvloop if installed (auto), asyncio, or uvloop")
     parser.add_argument("--no-quickack", dest="quickack", action="store_false",
                         help="do not re-arm TCP_QUICKACK on TCP connections (Linux; by default "
                         "it is, so Postfix's Nagle-delayed packets never wait ~40 ms for an ACK)")
     run_metrics.add_argument(parser)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at ``level``, as text lines or JSON lines (``--log-format``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from ..server.messagelog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -114,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(args.log_level, args.log_format)
     log = logging.getLogger("milterkit.server")
     try:
         client = Client(
@@ -129,6 +148,7 @@ def main(args: argparse.Namespace) -> int:
             socket_group=args.socket_group,
             backlog=args.backlog or socket.SOMAXCONN,
             quickack=args.quickack,
+            threads=args.threads,
         )
     except (SpecError, ValueError) as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
@@ -139,6 +159,12 @@ def main(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"milterkit run: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the filter's own mistake: its line, not milterkit's traceback
+        from .startup import describe
+
+        print(f"milterkit run: {describe(exc)}", file=sys.stderr)
+        log.debug("the filter failed to load", exc_info=exc)
+        return 2
     problem = run_metrics.apply(args, client)  # after setup: the metrics time its handlers
     if problem is not None:
         print(f"milterkit run: {problem}", file=sys.stderr)
@@ -146,6 +172,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         client.run(workers=args.workers, loop=args.loop)
     except (ListenError, SpecError, RuntimeError) as exc:  # SpecError: a host that won't resolve
-        log.error("%s", exc)
+        # ListenError's text without OSError's "[Errno 2]" prefix: it names spec and cause.
+        log.error("%s", exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
         return 1
     return 0

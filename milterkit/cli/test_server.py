@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING
 from ..protocol.steps import STEPS
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..protocol.commands import SocketAddress
+    from ..testing.results import SessionResult
 
 HELP = "Act as an MTA: send messages to a milter and print its verdicts and changes."
 
@@ -72,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--connect-address", default="inet:50443@[192.168.123.123]", metavar="SPEC",
         help="the SMTP client's address as a spec: inet:PORT@[ADDR], inet6:PORT@[ADDR], "
         "unix:/path or 'unknown' (default inet:50443@[192.168.123.123])")
-    add("--helo-fqdn", default="delian", metavar="FQDN", help="HELO argument (default delian)")
+    add("--helo-fqdn", metavar="FQDN", help="HELO argument (default: the --connect-host name)")
     add("--no-helo", action="store_true", help="send no HELO")
     add("-f", "--envelope-from", "--from", metavar="ADDRESS",
         help="MAIL FROM address (default sender@example.com, or the mail file's From:)")
@@ -105,6 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--sessions", type=_count, default=1, metavar="N", help="connections to make (default 1)")
     add("-t", "--threads", "--concurrency", dest="concurrency", type=_count, default=1,
         metavar="N", help="connections at the same time (default 1)")
+    add("--expect", type=_verdicts, metavar="VERDICT[,VERDICT]",
+        help="exit with status 3 unless every message gets one of these verdicts (pass, "
+        "accept, reject, temporary-failure/tempfail, discard)")
+    add("--fail-on-verdict", type=_verdicts, metavar="VERDICT[,VERDICT]",
+        help="exit with status 3 if any message gets one of these verdicts")
     add("--output-message", action="store_true",
         help="print the message as the milter left it, as a diff")
     add("--color", nargs="?", const="yes", default="auto", choices=("yes", "no", "auto"),
@@ -175,7 +183,8 @@ def main(args: argparse.Namespace) -> int:
         timeouts = Timeouts(args.connection_timeout, args.reading_timeout,
                             args.end_of_message_timeout)
     color = args.color == "yes" or (args.color == "auto" and sys.stdout.isatty())
-    connection = SMTPClient(args.connect_host, address, None if args.no_helo else args.helo_fqdn)
+    helo = None if args.no_helo else (args.helo_fqdn or args.connect_host)
+    connection = SMTPClient(args.connect_host, address, helo)
 
     messages = [Submission(message.copy(), chunks, args.unknown) for _ in range(args.messages)]
     options = dict(profile=args.profile, version=args.negotiate_version, connection=connection,
@@ -203,7 +212,41 @@ def main(args: argparse.Namespace) -> int:
             failed = True
             if isinstance(result.error, ProtocolError):
                 print(f"milterkit test-server: {result.error}", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return _check_verdicts(results, args.expect, args.fail_on_verdict)
+
+
+#: The verdict names ``--expect`` and ``--fail-on-verdict`` take.
+VERDICTS = ("pass", "accept", "reject", "temporary-failure", "discard")
+
+
+def _verdicts(text: str) -> frozenset[str]:
+    names = set()
+    for name in text.replace(" ", "").lower().split(","):
+        name = {"tempfail": "temporary-failure", "continue": "pass"}.get(name, name)
+        if name not in VERDICTS:
+            raise argparse.ArgumentTypeError(
+                f"unknown verdict {name!r} (use {', '.join(VERDICTS)} or tempfail)")
+        names.add(name)
+    return frozenset(names)
+
+
+def _check_verdicts(results: Sequence[SessionResult], expect: frozenset[str] | None,
+                    refuse: frozenset[str] | None) -> int:
+    """Exit status 3, with a line on stderr per message, for a verdict not wanted."""
+    status = 0
+    for session, result in enumerate(results, 1):
+        for number, outcome in enumerate(result.messages, 1):
+            verdict = outcome.verdict
+            if (expect is not None and verdict not in expect) or (
+                    refuse is not None and verdict in refuse):
+                text = (outcome.reply or "").replace("\r\n", " / ").replace("\n", " / ")
+                reply = f" ({text})" if text else ""
+                print(f"milterkit test-server: session {session} message {number}: verdict "
+                      f"{verdict} at {outcome.stage}{reply}", file=sys.stderr)
+                status = 3
+    return status
 
 
 def _client_address(text: str) -> SocketAddress:

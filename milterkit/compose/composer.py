@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from ..blocking import on_loop
 from ..context import ClientContext
 from ..macros import MacrosRequests
 from ..protocol.constants import ActionFlag, MacroStage, ProtocolFlag
@@ -72,9 +73,11 @@ class Composer:
                 raise FilterLoadError(f"filter {spec.label!r}: its setup raised "
                                       f"{type(exc).__name__}: {exc}") from exc
             self.filters.append(Filter(spec, host))
-        client.connect("negotiate", self._on_negotiate)
+        # The composer's own handlers drive the filters on the loop; under threads=N the
+        # filters' plain def handlers go to the pool (milterkit.compose.runs).
+        client.connect("negotiate", on_loop(self._on_negotiate))
         for stage in STAGE_NAMES:
-            client.connect(stage, self._stage_handler(stage))
+            client.connect(stage, on_loop(self._stage_handler(stage)))
         client.connect("abort", self._on_abort)
         client.connect("reset", self._on_reset)
         client.connect("finished", self._on_finished)

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from ..blocking import runs_in_thread
 from ..context import StatusError
 from ..status import PASSING, Status
 
@@ -36,9 +37,17 @@ def run_receivers(
     stage: str, view: Any, receivers: Receivers, args: tuple[Any, ...],
     status: Status = Status.DEFAULT,
 ) -> Status | Awaitable[Status]:
-    """Run handlers until one is decisive; an awaitable result hands the rest to a coroutine."""
+    """Run handlers until one is decisive; an awaitable result hands the rest to a coroutine.
+
+    A blocking handler (:func:`milterkit.blocking`, or any plain def under ``threads=N``) goes
+    to the runtime's thread pool through the connection's ``offload_hook``."""
+    offload = getattr(view, "offload_hook", None)
+    every = bool(getattr(view, "offload_all", False))
     for receiver in receivers:
-        result = receiver(view, *args)
+        if offload is not None and runs_in_thread(receiver, every):
+            result = offload(receiver, (view, *args))
+        else:
+            result = receiver(view, *args)
         if result is not None and not isinstance(result, Status) and inspect.isawaitable(result):
             return _resume(stage, view, receivers, args, status, result)
         found = coerce(stage, result)

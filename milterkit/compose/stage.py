@@ -24,6 +24,11 @@ from .ranking import ALLOWED, CONNECTION_STAGES, REFUSALS, combine
 from .runs import coerce, run_receivers
 from .view import Change
 
+# A message verdict at one of these stages ends the message before end-of-message.
+_MESSAGE_ENDING = frozenset({"envelope-from", "data", "header", "end-of-header", "body"})
+_MESSAGE_VERDICTS = frozenset({Status.ACCEPT, Status.REJECT, Status.DISCARD,
+                               Status.TEMPORARY_FAILURE})
+
 log = logging.getLogger("milterkit.compose")
 S = Status
 
@@ -282,6 +287,8 @@ class ComposedConnection:
             self._apply_changes(run, statuses)
         if stage == "end-of-message":
             self._record_message()
+        elif stage in _MESSAGE_ENDING and final in _MESSAGE_VERDICTS:
+            self._record_message(early=True)  # for the per-message log line
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[%s] %s: %s -> %s", context.tag, stage, ", ".join(
                 f"{m.name} {statuses[id(m)].nick}" for m in run.called) or "no filter",
@@ -322,10 +329,10 @@ class ComposedConnection:
             self.end_message()
         self.message_open = True
 
-    def _record_message(self) -> None:
+    def _record_message(self, early: bool = False) -> None:
         verdicts = {}
         for member in self.members:
-            if member.label is None and member.working("end-of-message"):
+            if not early and member.label is None and member.working("end-of-message"):
                 member.label = member.describe("continue")
             verdicts[member.name] = member.label or (
                 "detached" if member.message_detached or member.connection_detached

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from ..blocking import on_loop
 from ..protocol.errors import RemoteProtocolError
 from ..stages import ABORT, NEGOTIATE, STAGES
 from ..status import Status
@@ -114,7 +115,7 @@ class Metrics:
         handlers = list(client.signals.receivers(name, None))
         for handler in handlers:
             signal.disconnect(handler)
-        client.signals.connect(name, self._start)
+        client.signals.connect(name, on_loop(self._start))  # a timer: no thread under --threads
         for handler in handlers:
             client.signals.connect(name, handler)
 

@@ -25,6 +25,7 @@ from . import listen
 from .connection import Connection
 from .listen import Listener
 from .spec import ConnectionSpec, parse_spec
+from .threads import HandlerThreads
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("milterkit.server")
@@ -59,6 +60,9 @@ class Client:
     ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
     ``quickack`` (Linux, TCP only) re-arms ``TCP_QUICKACK`` after each read that wrote nothing,
     so a Nagle-delayed MTA never waits for our delayed ACK (see :mod:`milterkit.server.tcp`).
+    ``threads`` runs every plain ``def`` handler in a pool of that many threads (each
+    connection's handlers still one after the other); without it only handlers marked
+    :func:`milterkit.blocking` run in a pool (see :mod:`milterkit.blocking`).
     """
 
     def __init__(
@@ -81,7 +85,10 @@ class Client:
         shutdown_timeout: float = 30.0,
         socket_activation: bool = True,
         quickack: bool = True,
+        threads: int | None = None,
     ) -> None:
+        #: The pool blocking handlers run in; :meth:`shutdown` stops it.
+        self.handler_threads = HandlerThreads(threads)
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
@@ -305,6 +312,7 @@ class Client:
         closes them at once."""
         if self._closed is None:
             self.stop_accepting()
+            await self.handler_threads.shutdown(self.abort_timeout)
             return
         if self._closing:
             log.info("shutting down now: closing %d session(s)", len(self.connections))
@@ -321,8 +329,11 @@ class Client:
                 await self._drain(wait)
         finally:
             # Whatever happened above (even a cancellation), serve_forever must return.
-            log.info("shut down (%d session(s) served)", self.served)
-            self._closed.set()
+            try:
+                await self.handler_threads.shutdown(self.abort_timeout)
+            finally:
+                log.info("shut down (%d session(s) served)", self.served)
+                self._closed.set()
 
     async def _drain(self, wait: float) -> None:
         assert self._idle is not None

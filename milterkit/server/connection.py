@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..context import ClientContext, StateError
 from ..protocol.errors import NegotiationError, ProtocolError
-from ..result import MessageResult
 from .awaiting import HandlerCancelled as HandlerCancelled  # its home was here
 from .awaiting import task_outcome
+from .messagelog import MessageLog
 from .tcp import rearm_quickack, tune_tcp
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         #: Why the session ended: finished (QUIT), eof, timeout, protocol error, shutdown, error.
         self.reason: str | None = None
-        self.verdicts: Counter[str] = Counter()
+        #: The connection's per-message log (None until the context exists).
+        self.message_log: MessageLog | None = None
         self._loop = asyncio.get_running_loop()
         self._tasks: dict[asyncio.Future[Any], asyncio.TimerHandle | None] = {}
         self._timeout = client.timeout or 0.0
@@ -50,6 +52,7 @@ class Connection(asyncio.Protocol):
         # Replies written while one data_received runs, sent in one transport.write at its end
         # (issue 15); None outside data_received, where _write writes at once.
         self._batch: list[bytes] | None = None
+        self._loop_thread = threading.get_ident()
 
     # -------------------------------------------------------------- transport events
 
@@ -75,9 +78,11 @@ class Connection(asyncio.Protocol):
         self.context = context
         context.peer = peer
         context.await_hook = self._await
+        context.offload_hook = client.handler_threads.hook(self._loop)
+        context.offload_all = client.handler_threads.every_plain_handler
         # Ours run after the Client's handlers (parent first), so theirs see an open transport.
         context.connect("finished", self._on_finished)
-        context.connect("message-processed", self._on_message_processed)
+        self.message_log = MessageLog(context)
         log.debug("[%s] connection from %s", context.tag, _peer(context.peer))
         if self._timeout:
             self._timer = self._loop.call_at(self._last_activity + self._timeout, self._on_timer)
@@ -133,6 +138,10 @@ class Connection(asyncio.Protocol):
     # -------------------------------------------------------------- writing, closing
 
     def _write(self, data: bytes) -> None:
+        if threading.get_ident() != self._loop_thread:
+            # A blocking handler in a thread sent something (a progress): the loop writes it.
+            self._loop.call_soon_threadsafe(self._write, data)
+            return
         if self._closed:
             return
         if self._batch is not None:
@@ -172,8 +181,10 @@ class Connection(asyncio.Protocol):
         if not self._closed:
             self.close("finished")
 
-    def _on_message_processed(self, context: ClientContext, result: MessageResult) -> None:
-        self.verdicts[result.status.nick] += 1
+    @property
+    def verdicts(self) -> Counter[str]:
+        """The connection's messages by verdict nick (rejected early and aborted ones too)."""
+        return self.message_log.verdicts if self.message_log is not None else Counter()
 
     def _protocol_error(self, exc: Exception) -> None:
         assert self.context is not None
@@ -265,12 +276,17 @@ class Connection(asyncio.Protocol):
     def _summary(self) -> None:
         context = self.context
         assert context is not None
-        verdicts = ", ".join(f"{name} {count}" for name, count in sorted(self.verdicts.items()))
+        counts = self.verdicts
+        messages = sum(counts.values())
+        verdicts = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+        seconds = time.monotonic() - self._started
         log.info(
             "[%s] session ended (%s): %d message%s%s, %.3f s, peer %s",
-            context.tag, self.reason, context.messages, "" if context.messages == 1 else "s",
-            f" ({verdicts})" if verdicts else "", time.monotonic() - self._started,
-            _peer(context.peer),
+            context.tag, self.reason, messages, "" if messages == 1 else "s",
+            f" ({verdicts})" if verdicts else "", seconds, _peer(context.peer),
+            extra={"milterkit": {"event": "session", "tag": context.tag, "reason": self.reason,
+                                 "messages": messages, "verdicts": dict(counts),
+                                 "seconds": round(seconds, 3), "peer": _peer(context.peer)}},
         )
 
 

@@ -106,6 +106,18 @@ def _name(sock: socket.socket, spec: ConnectionSpec) -> str:
     return f"{spec.family}:{port}@[{host}]"
 
 
+def _why(path: str, exc: OSError) -> str:
+    """A bind error of a unix socket, naming the directory when it is the problem."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if exc.errno == errno.ENOENT and not os.path.isdir(directory):
+        return (f"the directory {directory} does not exist (create it, writable by the user "
+                "the milter runs as, e.g. with systemd's RuntimeDirectory=)")
+    if exc.errno == errno.EACCES:
+        return (f"permission denied to create a socket in {directory} (run as a user who may "
+                "write there, or choose another directory)")
+    return str(exc.strerror)
+
+
 def _bind_unix(
     spec: ConnectionSpec, backlog: int, mode: int | None, group: str | int | None
 ) -> Listener:
@@ -117,7 +129,7 @@ def _bind_unix(
         sock.bind(path)
     except OSError as exc:
         sock.close()
-        raise ListenError(exc.errno, f"cannot bind {spec}: {exc.strerror}") from exc
+        raise ListenError(exc.errno, f"cannot bind {spec}: {_why(path, exc)}") from exc
     st = os.stat(path)
     listener = Listener(sock, str(spec), path, (st.st_dev, st.st_ino))
     try:

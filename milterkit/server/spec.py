@@ -110,6 +110,8 @@ def parse_spec(text: str) -> ConnectionSpec:
             f"{text!r}"
         )
     family: Family = "inet" if protocol == "inet" else "inet6"
+    if "@" not in content:
+        _postfix_form(protocol, content, text)
     port_text, at, host = content.partition("@")
     port = _parse_port(port_text, text)
     if not at:
@@ -128,6 +130,28 @@ def parse_spec(text: str) -> ConnectionSpec:
             raise SpecError(f"an IPv{address.version} address in an {family} spec: {text!r}")
         return ConnectionSpec(family, port=port, host=address.compressed)
     return ConnectionSpec(family, port=port, host=host)
+
+
+def _postfix_form(protocol: str, content: str, text: str) -> None:
+    """Refuse Postfix's ``inet:HOST:PORT`` (main.cf's form) with the spec meant instead."""
+    host, colon, port = content.rpartition(":")
+    if not (colon and host and port.isdigit()):
+        return
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if ":" in bare:
+            return
+        at = bare
+    else:
+        at = f"[{address.compressed}]"
+        if address.version == 6:
+            protocol = "inet6"
+    raise SpecError(
+        f"{text!r} is Postfix's form (HOST:PORT, as in main.cf); milterkit listens on "
+        f"PORT@HOST: use {protocol}:{port}@{at}"
+    )
 
 
 def _parse_number(digits: str, what: str, text: str) -> int:

@@ -2,7 +2,9 @@
 
 Each takes a :class:`~milterkit.testing.results.MessageOutcome` or a whole
 :class:`~milterkit.testing.results.SessionResult` (meaning its last message) and raises
-``AssertionError`` with a message that shows what the milter really did.
+``AssertionError`` with a message that shows what the milter really did: every failure ends
+with the message's verdict (stage and reply) and any exception a handler raised, so a test that
+fails because a handler crashed and was tempfailed says so.
 """
 
 from __future__ import annotations
@@ -39,10 +41,30 @@ def outcome_of(result: Result) -> MessageOutcome:
     if isinstance(result, MessageOutcome):
         return result
     if result.error is not None:
-        raise AssertionError(f"the session failed: {result.error}")
+        raise AssertionError(f"the session failed: {result.error}{_errors(result)}")
     if not result.messages:
-        raise AssertionError("the session carried no message")
+        verdict = result.connection_verdict
+        got = f" (connection verdict {verdict.nick}, reply {result.connection_reply!r})" \
+            if verdict is not None else ""
+        raise AssertionError(f"the session carried no message{got}{_errors(result)}")
     return result.messages[-1]
+
+
+def _errors(result: Result) -> str:
+    if not result.handler_errors:
+        return ""
+    shown = "; ".join(f"{error!r} at {stage}" for stage, error in result.handler_errors)
+    return f"; a handler raised: {shown}"
+
+
+def _state(outcome: MessageOutcome) -> str:
+    """What the milter decided: the verdict, its stage and reply, and handler errors."""
+    reply = f", reply {outcome.reply!r}" if outcome.reply else ""
+    return f" [verdict {outcome.verdict} at {outcome.stage}{reply}{_errors(outcome)}]"
+
+
+def _fail(outcome: MessageOutcome, text: str) -> AssertionError:
+    return AssertionError(text + _state(outcome))
 
 
 def _mods(outcome: MessageOutcome) -> str:
@@ -68,10 +90,7 @@ def assert_verdict(
         if expected is not None and expected != actual:
             problems.append(f"{what} is {actual!r}, not {expected!r}")
     if problems:
-        raise AssertionError(
-            "; ".join(problems) + f" (got {outcome.verdict} at {outcome.stage}, reply "
-            f"{outcome.reply!r})"
-        )
+        raise _fail(outcome, "; ".join(problems))
     return outcome
 
 
@@ -84,7 +103,7 @@ def _verdict_name(verdict: str | Status) -> str:
 
 def _find(outcome: MessageOutcome, wanted: AnyReply, what: str) -> MessageOutcome:
     if wanted not in outcome.modifications:
-        raise AssertionError(f"no {what}: {describe_reply(wanted)} ({_mods(outcome)})")
+        raise _fail(outcome, f"no {what}: {describe_reply(wanted)} ({_mods(outcome)})")
     return outcome
 
 
@@ -101,7 +120,7 @@ def assert_header_inserted(result: Result, name: str, value: str,
         if isinstance(mod, InsertHeader) and (mod.name, mod.value) == (name, value):
             if index is None or mod.index == index:
                 return outcome
-    raise AssertionError(f"no header inserted: {name}: {value!r} ({_mods(outcome)})")
+    raise _fail(outcome, f"no header inserted: {name}: {value!r} ({_mods(outcome)})")
 
 
 def assert_header_changed(result: Result, name: str, value: str,
@@ -123,7 +142,7 @@ def assert_from_changed(result: Result, sender: str,
         if isinstance(mod, ChangeFrom) and bracket(mod.sender) == bracket(sender):
             if parameters is None or mod.parameters == parameters:
                 return outcome
-    raise AssertionError(f"sender not changed to {sender} ({_mods(outcome)})")
+    raise _fail(outcome, f"sender not changed to {sender} ({_mods(outcome)})")
 
 
 def assert_recipient_added(result: Result, recipient: str,
@@ -137,7 +156,7 @@ def assert_recipient_added(result: Result, recipient: str,
             got = mod.parameters if isinstance(mod, AddRecipientWithParameters) else None
             if parameters is None or got == parameters:
                 return outcome
-    raise AssertionError(f"recipient {recipient} not added ({_mods(outcome)})")
+    raise _fail(outcome, f"recipient {recipient} not added ({_mods(outcome)})")
 
 
 def assert_recipient_deleted(result: Result, recipient: str) -> MessageOutcome:
@@ -146,7 +165,7 @@ def assert_recipient_deleted(result: Result, recipient: str) -> MessageOutcome:
     for mod in outcome.modifications:
         if isinstance(mod, DeleteRecipient) and bracket(mod.recipient) == bracket(recipient):
             return outcome
-    raise AssertionError(f"recipient {recipient} not deleted ({_mods(outcome)})")
+    raise _fail(outcome, f"recipient {recipient} not deleted ({_mods(outcome)})")
 
 
 def assert_recipient_rejected(result: Result, recipient: str,
@@ -157,9 +176,9 @@ def assert_recipient_rejected(result: Result, recipient: str,
         if bracket(rejected.recipient.address) == bracket(recipient):
             if code is None or (rejected.reply or "")[:3] == code:
                 return outcome
-            raise AssertionError(f"{recipient} refused with {rejected.reply!r}, not {code}")
+            raise _fail(outcome, f"{recipient} refused with {rejected.reply!r}, not {code}")
     refused = [r.recipient.address for r in outcome.rejected_recipients] or "none"
-    raise AssertionError(f"recipient {recipient} was not refused (refused: {refused})")
+    raise _fail(outcome, f"recipient {recipient} was not refused (refused: {refused})")
 
 
 def assert_body_replaced(result: Result, body: bytes | None = None) -> MessageOutcome:
@@ -167,9 +186,9 @@ def assert_body_replaced(result: Result, body: bytes | None = None) -> MessageOu
     outcome = outcome_of(result)
     chunks = [m.chunk for m in outcome.modifications if isinstance(m, ReplaceBody)]
     if not chunks:
-        raise AssertionError(f"body not replaced ({_mods(outcome)})")
+        raise _fail(outcome, f"body not replaced ({_mods(outcome)})")
     if body is not None and b"".join(chunks) != body:
-        raise AssertionError(f"body replaced by {b''.join(chunks)!r}, not {body!r}")
+        raise _fail(outcome, f"body replaced by {b''.join(chunks)!r}, not {body!r}")
     return outcome
 
 
@@ -177,9 +196,9 @@ def assert_quarantined(result: Result, reason: str | None = None) -> MessageOutc
     """The milter quarantined the message (with ``reason`` if given)."""
     outcome = outcome_of(result)
     if outcome.quarantine_reason is None:
-        raise AssertionError("message not quarantined")
+        raise _fail(outcome, "message not quarantined")
     if reason is not None and outcome.quarantine_reason != reason:
-        raise AssertionError(f"quarantined for {outcome.quarantine_reason!r}, not {reason!r}")
+        raise _fail(outcome, f"quarantined for {outcome.quarantine_reason!r}, not {reason!r}")
     return outcome
 
 
@@ -187,7 +206,7 @@ def assert_not_quarantined(result: Result) -> MessageOutcome:
     """The milter did not quarantine the message."""
     outcome = outcome_of(result)
     if outcome.quarantine_reason is not None:
-        raise AssertionError(f"message quarantined: {outcome.quarantine_reason!r}")
+        raise _fail(outcome, f"message quarantined: {outcome.quarantine_reason!r}")
     return outcome
 
 
@@ -195,5 +214,5 @@ def assert_not_modified(result: Result) -> MessageOutcome:
     """The milter sent no modification at all."""
     outcome = outcome_of(result)
     if outcome.modifications:
-        raise AssertionError(_mods(outcome))
+        raise _fail(outcome, _mods(outcome))
     return outcome

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..context import ClientContext
+from ..errors import RequirementsNotOffered
 from ..protocol.errors import ProtocolError
 from ..server.awaiting import await_hook
 from ..server.client import Client
@@ -23,6 +24,12 @@ from .target import Target, load_client
 
 #: Makes the milter side of one connection, given its ``write``.
 ContextFactory = Callable[[Callable[[bytes], object]], ClientContext]
+#: What :class:`InProcess` does with a handler's exception (see its ``handler_errors``).
+HANDLER_ERRORS = ("policy", "raise")
+# The ``error`` signal also carries the MTA's protocol errors and refused negotiations: those
+# are the session's error (``result.error``), not a handler's.
+_NOT_HANDLER_ERRORS = (ProtocolError, RequirementsNotOffered)
+
 #: One message, or several (plain or with sending options).
 Messages = Sequence[Message | Submission] | Message
 
@@ -35,12 +42,22 @@ class InProcess:
     the ClientContext (a subclass with ``do_*`` methods, say). ``server_options`` go to every
     :class:`ServerContext` (``profile``, ``version``, ``connection``, ``macros``,
     ``timeouts`` …). ``tap`` sees every write of either side, as a capture of the wire would.
+
+    ``handler_errors`` says what an exception raised by a handler does: ``"policy"`` (the
+    default here) lets the context's exception policy answer it, as in production, and records
+    it in the result's ``handler_errors``; ``"raise"`` (the pytest ``milter`` fixture's default)
+    also re-raises the first one from :meth:`run` once the session is over, so a test cannot
+    pass over a crashing handler.
     """
 
     def __init__(self, target: Target | None = None, *,
                  context_factory: ContextFactory | None = None,
                  tap: Callable[[str, bytes], object] | None = None,
+                 handler_errors: str = "policy",
                  **server_options: Any) -> None:
+        if handler_errors not in HANDLER_ERRORS:
+            raise ValueError(f"handler_errors must be 'policy' or 'raise', not {handler_errors!r}")
+        self.handler_errors = handler_errors
         self.client: Client | None = None
         if context_factory is not None:
             self._factory: ContextFactory = context_factory
@@ -96,6 +113,14 @@ class InProcess:
         context = self._factory(write_to_mta)
         context.await_hook = await_hook
         self.context = context
+        errors: list[tuple[int, str, BaseException]] = []
+
+        def record(ctx: ClientContext, error: BaseException) -> None:
+            if not isinstance(error, _NOT_HANDLER_ERRORS):
+                stage = ctx.pending or ctx.last_state.name.lower().replace("_", "-")
+                errors.append((len(server.result.messages), stage, error))
+
+        context.connect("error", record)
         try:
             server.run(messages)
             await _pump(server, context, to_milter, to_mta, wake)
@@ -106,7 +131,18 @@ class InProcess:
                 context.connection_lost()
             if check:
                 raise
-        return server.result
+        result = server.result
+        for index, stage, error in errors:
+            result.handler_errors.append((stage, error))
+            if index < len(result.messages):
+                result.messages[index].handler_errors.append((stage, error))
+        if errors and self.handler_errors == "raise":
+            _, stage, error = errors[0]
+            _note(error, f"raised by a handler of {stage!r} under milterkit's pytest plugin; "
+                  "to test what the exception policy answers instead, use "
+                  "milter(target, handler_errors='policy')")
+            raise error
+        return result
 
 
 async def _pump(server: ServerContext, context: ClientContext, to_milter: bytearray,
@@ -138,6 +174,12 @@ async def _pump(server: ServerContext, context: ClientContext, to_milter: bytear
         except asyncio.TimeoutError:
             context.handle_timeout()
             server.handle_timeout()  # raises ReplyTimeout
+
+
+def _note(error: BaseException, note: str) -> None:
+    add_note = getattr(error, "add_note", None)  # Python 3.11+
+    if add_note is not None and note not in getattr(error, "__notes__", ()):
+        add_note(note)
 
 
 def run_in_process(target: Target, messages: Messages = (), *,

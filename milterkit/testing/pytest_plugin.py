@@ -1,13 +1,19 @@
 """pytest fixtures for testing milters (loaded through the ``pytest11`` entry point, so
 installing milterkit is enough).
 
-- ``milter``: a factory, ``milter(target, **server_options)``, giving an
-  :class:`~milterkit.testing.inprocess.InProcess` runner: the filter runs in the test's process
-  against :class:`~milterkit.testing.ServerContext`, with no socket.
+- ``milter``: a factory, ``milter(target, handler_errors="raise", **server_options)``, giving
+  an :class:`~milterkit.testing.inprocess.InProcess` runner: the filter runs in the test's
+  process against :class:`~milterkit.testing.ServerContext`, with no socket. An exception a
+  handler raises is re-raised from ``run()`` (so a test never passes over a crashing handler);
+  ``handler_errors="policy"`` lets the exception policy answer it instead (a tempfail by
+  default), to test that answer.
 - ``milter_server``: a factory, ``milter_server(target, family="unix", args=())``, that starts
   ``milterkit run TARGET`` as a real subprocess on a temporary unix socket (or a free TCP port on
   127.0.0.1 with ``family="inet"``), waits until it accepts, and stops it after the test. The
   returned :class:`MilterProcess` has ``spec`` and ``run(messages, **server_options)``.
+
+A relative file ``target`` (``milter("myfilter.py")``) is found next to the test file first,
+then in the current directory.
 - ``message``: a factory for :class:`~milterkit.testing.message.Message` (``Message.build``).
 
 Assertion helpers live in :mod:`milterkit.testing.assertions` (``assert_verdict``,
@@ -130,21 +136,43 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def milter() -> Callable[..., InProcess]:
-    """``milter(target, **server_options)`` -> an in-process runner for ``target``."""
+def resolve_target(target: Target, test_file: Path) -> Target:
+    """A relative file target found next to ``test_file`` (kept as it is otherwise)."""
+    if not isinstance(target, (str, Path)):
+        return target
+    text = str(target)
+    name, colon, function = text.rpartition(":")
+    if not (colon and name and function.isidentifier()):
+        name, colon, function = text, "", ""
+    path = Path(name)
+    if path.is_absolute() or not (name.endswith(".py") or "/" in name):
+        return target
+    beside = test_file.parent / path
+    if beside.is_file():
+        return f"{beside}{colon}{function}"
+    return target
 
-    def make(target: Target, **server_options: Any) -> InProcess:
-        return InProcess(target, **server_options)
+
+@pytest.fixture
+def milter(request: pytest.FixtureRequest) -> Callable[..., InProcess]:
+    """``milter(target, handler_errors="raise", **server_options)`` -> an in-process runner
+    for ``target``; a handler's exception is re-raised unless ``handler_errors="policy"``."""
+    test_file = Path(request.path)
+
+    def make(target: Target, *, handler_errors: str = "raise",
+             **server_options: Any) -> InProcess:
+        return InProcess(resolve_target(target, test_file), handler_errors=handler_errors,
+                         **server_options)
 
     return make
 
 
 @pytest.fixture
-def milter_server() -> Iterator[Callable[..., MilterProcess]]:
+def milter_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., MilterProcess]]:
     """``milter_server(target, family="unix", args=())`` -> a running ``milterkit run``."""
     started: list[MilterProcess] = []
     directory = tempfile.mkdtemp(prefix="milterkit-")
+    test_file = Path(request.path)
 
     def start(target: str | Path, family: str = "unix", args: Sequence[str] = (),
               env: dict[str, str] | None = None) -> MilterProcess:
@@ -154,7 +182,7 @@ def milter_server() -> Iterator[Callable[..., MilterProcess]]:
             spec = f"inet:{free_tcp_port()}@127.0.0.1"
         else:
             raise ValueError(f"family must be 'unix' or 'inet', not {family!r}")
-        process = MilterProcess(str(target), spec, args, env)
+        process = MilterProcess(str(resolve_target(target, test_file)), spec, args, env)
         started.append(process)
         process.wait_ready()
         return process

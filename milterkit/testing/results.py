@@ -93,6 +93,9 @@ class MessageOutcome:
     shutdown: bool = False
     exchanges: list[Exchange] = field(default_factory=list)
     elapsed: float = 0.0
+    #: Exceptions the milter's handlers raised during this message, as ``(stage, error)``
+    #: (in-process runs only; the exception policy answered them).
+    handler_errors: list[tuple[str, BaseException]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -161,6 +164,8 @@ class SessionResult:
     #: Whether the MTA sent QUIT (Postfix just closes after a connection-level verdict).
     quit_sent: bool = False
     elapsed: float = 0.0
+    #: Every exception the milter's handlers raised, as ``(stage, error)`` (in-process runs).
+    handler_errors: list[tuple[str, BaseException]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

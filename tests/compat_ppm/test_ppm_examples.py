@@ -53,7 +53,8 @@ def test_example_matches_purepythonmilter(
             # Every hook ran and logged with its connection id, in both implementations.
             for line in ("On connect: args=ConnectionInfoArgsIPv4(hostname='mx.example.net', "
                          "addr=IPv4Address('192.168.123.123'), port=50443)",
-                         "On HELO: hostname=delian", "On MAIL FROM: address=sender@example.com",
+                         "On HELO: hostname=mx.example.net",
+                         "On MAIL FROM: address=sender@example.com",
                          "On RCPT TO: address=receiver@example.org", "On DATA",
                          "On header: name=Subject text='hello'", "On end of headers",
                          "On body chunk: length=", "On end of message", "On abort",

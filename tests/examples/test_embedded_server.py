@@ -229,7 +229,9 @@ def test_a_socket_that_cannot_be_opened(tmp: Path) -> None:
     missing = _finished([f"unix:{tmp}/no-such-dir/x.sock"])
     assert missing.process.returncode == 1
     assert missing.stderr == (f"embedded_server: cannot listen: cannot bind "
-                              f"unix:{tmp}/no-such-dir/x.sock: No such file or directory\n")
+                              f"unix:{tmp}/no-such-dir/x.sock: the directory {tmp}/no-such-dir "
+                              "does not exist (create it, writable by the user the milter runs "
+                              "as, e.g. with systemd's RuntimeDirectory=)\n")
     assert "listening on" not in missing.stdout
 
     precious = tmp / "data.txt"
