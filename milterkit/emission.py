@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .blocking import OffloadHook, runs_in_thread
+from .blocking import OffloadHook, on_loop, runs_in_thread
 from .errors import LocalError, ReplyError, StateError, StatusError
 from .negotiation_cache import no_reply_stages
 from .protocol.constants import ProtocolFlag as P
@@ -219,17 +219,21 @@ class Emitter:
             self._respond(stage, S.CONTINUE)
             return
         try:
-            if len(receivers) == 1:
-                # Issue 15's fast path: one receiver (the usual case) is called directly, and
-                # "no opinion" or CONTINUE, valid at every stage, go straight to the reply.
-                # Anything else takes the general path with the result already in hand.
+            if len(receivers) == 1 and not (
+                self.offload_hook is not None
+                and runs_in_thread(receivers[0], self.offload_all)
+            ):
+                # Issue 15's fast path: one receiver (the usual case) that runs on the loop is
+                # called directly, and "no opinion" or CONTINUE, valid at every stage, go
+                # straight to the reply. Anything else takes the general path with the result
+                # already in hand; a handler for a thread always takes the general path.
                 result = receivers[0](self, *args)
                 if result is None:
                     status = S.DEFAULT
                 elif result is S.CONTINUE:
                     status = S.CONTINUE
                 else:
-                    status = self._run_handlers(stage, args, iter((lambda *_: result,)),
+                    status = self._run_handlers(stage, args, iter((_returning(result),)),
                                                 S.DEFAULT)
                     if status is _WAITING:
                         return
@@ -472,6 +476,11 @@ class Emitter:
                 log.error("[%s] async handler of 'abort' raised", self.tag, exc_info=error)
 
         hook(awaitable, done)
+
+
+def _returning(result: Any) -> Callable[..., Any]:
+    """A handler that returns ``result`` (a handler's result already in hand), on the loop."""
+    return on_loop(lambda *_args: result)
 
 
 def _coerce(emitter: Emitter, stage: Stage, result: Any) -> Status:
