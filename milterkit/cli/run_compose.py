@@ -43,6 +43,9 @@ def apply_config(args: argparse.Namespace) -> None:
         if getattr(args, action.dest) == parser.get_default(action.dest):
             setattr(args, action.dest, converted)  # the command line wins where it was used
     args._composed_filters = config.filters
+    if config.milters or config.manager:  # [[milter]] or [manager]: a milter manager
+        args._managed_milters = config.milters
+        args._manager_settings = config.manager
 
 
 def _keys(parser: argparse.ArgumentParser) -> list[str]:
@@ -100,6 +103,11 @@ def load_filters(args: argparse.Namespace) -> Callable[[Any], object]:
                                  "installed filter, see milterkit filters) or use --config FILE")
         specs = [FilterSpec(load_unit(target)) for target in targets]
     try:
+        milters = getattr(args, "_managed_milters", None)
+        if milters is not None:
+            from ..manager import Manager
+
+            return Manager(milters, specs, **getattr(args, "_manager_settings", {}))
         return Composer(specs)
     except FilterLoadError as exc:
         raise RunConfigError(str(exc)) from None

@@ -52,6 +52,10 @@ class Config:
     path: str
     run: dict[str, Any] = field(default_factory=dict)
     filters: list[FilterSpec] = field(default_factory=list)
+    #: The ``[[milter]]`` tables: child milters for :class:`milterkit.manager.Manager`.
+    milters: list[Any] = field(default_factory=list)
+    #: The ``[manager]`` table's settings (``verdict_header``).
+    manager: dict[str, Any] = field(default_factory=dict)
 
 
 def read_config(path: str | Path) -> Config:
@@ -71,20 +75,37 @@ def parse_config(data: Mapping[str, Any], name: str = "<config>",
                  base: Path | None = None) -> Config:
     """A :class:`Config` from TOML data already parsed; a filter's relative file path is
     taken relative to ``base`` (the file's directory) when it exists there."""
-    unknown = sorted(set(data) - {"run", "filter"})
+    unknown = sorted(set(data) - {"run", "filter", "milter", "manager"})
     if unknown:
-        raise ConfigError(f"{name}: unknown key {unknown[0]!r} (known: run, filter)")
+        raise ConfigError(f"{name}: unknown key {unknown[0]!r} (known: run, filter, milter, "
+                          "manager)")
     run = data.get("run", {})
     if not isinstance(run, dict):
         raise ConfigError(f"{name}: run must be a table ([run])")
     filters = data.get("filter", [])
     if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
         raise ConfigError(f"{name}: filter must be an array of tables ([[filter]])")
-    if not filters:
-        raise ConfigError(f"{name}: no filter: add a [[filter]] table with use = \"...\"")
     config = Config(name, dict(run))
+    if "milter" in data or "manager" in data:  # a milter manager (docs/manager.rst)
+        from ..manager.config import MilterConfigError, parse_manager, parse_milters
+
+        try:
+            config.milters = parse_milters(data.get("milter", []), name)
+            config.manager = parse_manager(data.get("manager", {}), name)
+        except MilterConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    if not filters and not config.milters:
+        raise ConfigError(f"{name}: no filter: add a [[filter]] table with use = \"...\"")
     for number, table in enumerate(filters, 1):
         config.filters.append(_filter(table, f"{name}: filter #{number}", base))
+    if config.manager.get("order") is not None:
+        from ..manager.config import MilterConfigError, check_order
+
+        try:
+            check_order(config.manager["order"], [m.name for m in config.milters]
+                        + [f.label for f in config.filters], name)
+        except MilterConfigError as exc:
+            raise ConfigError(str(exc)) from None
     return config
 
 

@@ -195,7 +195,8 @@ class ComposedConnection:
         status = policy if policy in ALLOWED.get(stage, frozenset()) else S.CONTINUE
         log.error("[%s] filter %s failed at %s (%s: %s); it answers %s", context.tag,
                   member.name, stage, type(error).__name__, error, status.nick,
-                  exc_info=error if not isinstance(error, TimeoutError) else None)
+                  exc_info=None if isinstance(error, TimeoutError) or getattr(
+                      error, "expected", False) else error)
         member.view._begin_stage()
         member.failed = True
         reply = context.exception_reply

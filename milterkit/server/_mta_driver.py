@@ -1,7 +1,7 @@
-"""Moved to :mod:`milterkit.testing.raw_mta` (an MTA side belongs with the test tools); this
+"""Moved to :mod:`milterkit.mta.channel`; this
 name stays for code that imported it from here. ``Step`` is now :class:`Answer`."""
 
-from ..testing.raw_mta import MTA, Answer, MTAError, Outcome
+from ..mta.channel import MTA, Answer, MTAError, Outcome
 
 Step = Answer
 

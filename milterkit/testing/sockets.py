@@ -12,30 +12,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..mta.opening import READ_SIZE, open_spec
 from ..protocol.errors import ProtocolError
-from ..server.spec import ConnectionSpec, SpecError, parse_spec
+from ..server.spec import ConnectionSpec
 from .message import Message
 from .results import SessionResult
 from .server import ReplyTimeout, ServerContext, Submission, Timeouts
 
-_READ_SIZE = 256 * 1024
-
-
-async def open_spec(
-    spec: str | ConnectionSpec, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to a milter's connection spec within ``timeout`` seconds."""
-    parsed = parse_spec(spec) if isinstance(spec, str) else spec
-    if parsed.family == "fd":
-        raise SpecError(f"{parsed} names an inherited listening socket; a milter cannot be "
-                        "reached through it (give its unix: or inet: address)")
-    if parsed.family == "unix":
-        assert parsed.path is not None
-        opening = asyncio.open_unix_connection(parsed.path, limit=_READ_SIZE)
-    else:
-        host = parsed.host or ("127.0.0.1" if parsed.family == "inet" else "::1")
-        opening = asyncio.open_connection(host, parsed.port, limit=_READ_SIZE)
-    return await asyncio.wait_for(opening, timeout)
+_READ_SIZE = READ_SIZE
 
 
 async def run_session_async(
@@ -116,6 +100,6 @@ def run_session(
     return asyncio.run(run_session_async(spec, messages, check=check, **server_options))
 
 
-__all__ = [
+__all__ = [  # open_spec lives in milterkit.mta.opening now; it stays importable from here
     "ReplyTimeout", "open_spec", "run_session", "run_session_async", "run_sessions_async",
 ]

@@ -13,6 +13,8 @@ import pytest
 
 import milterkit
 import milterkit.compose
+import milterkit.manager
+import milterkit.mta
 import milterkit.server
 import milterkit.testing
 
@@ -38,6 +40,7 @@ def example_text() -> str:
 
 @pytest.mark.parametrize("package", [milterkit, milterkit.server, milterkit.testing,
                                      milterkit.compose, milterkit.store,
+                                     milterkit.manager, milterkit.mta,
                                      *([_metrics] if _metrics is not None else [])])
 def test_every_public_name_is_used_in_an_example(package: types.ModuleType) -> None:
     text = example_text()
