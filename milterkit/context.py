@@ -13,6 +13,7 @@ statuses in :mod:`milterkit.emission`, a message's data and actions in
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections import deque
@@ -29,12 +30,13 @@ from .errors import StateError as StateError  # re-exported for older imports
 from .errors import StatusError as StatusError  # re-exported for older imports
 from .handlers import SIGNAL_ARGUMENTS, ConnectMixin, check_class_handlers
 from .macros import MacrosRequests, MacroTable
+from .negotiation_cache import cached_default_option, cached_effective_offer, cached_negotiate
 from .protocol import commands as cmd
 from .protocol.constants import DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage
 from .protocol.constants import ProtocolFlag as P
 from .protocol.errors import ProtocolError, UnexpectedCommand
 from .protocol.framing import PacketDecoder
-from .protocol.negotiation import Negotiation, Option, effective_offer, negotiate
+from .protocol.negotiation import Negotiation, Option
 from .reply import parse_reply
 from .result import MessageResult
 from .signals import SignalTable
@@ -66,6 +68,8 @@ __all__ = ["ClientContext"]
 log = logging.getLogger("milterkit.context")
 S = Status
 _tags = itertools.count(1)
+# Every context of a Client parses the same exception reply: once is enough (issue 15).
+_parsed_reply = functools.lru_cache(maxsize=64)(parse_reply)
 
 
 class ClientContext(ConnectMixin, ContextAPI, Emitter, Backlog):
@@ -114,7 +118,7 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter, Backlog):
                 f"not {exception_policy!r}"
             )
         self.exception_policy = exception_policy
-        self.exception_reply = parse_reply(exception_reply) if exception_reply else None
+        self.exception_reply = _parsed_reply(exception_reply) if exception_reply else None
         #: Inactivity timeout in seconds, for the runtime to arm (libmilter's default, 7210 s).
         self.timeout = timeout
         #: A number that names this connection in every log line.
@@ -311,23 +315,17 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter, Backlog):
             raise UnexpectedCommand("a second OPTNEG arrived on one connection", b"O")
         self.offer = command
         self.macros.clear()
-        option = self._default_option(effective_offer(command))
+        option = self._default_option(cached_effective_offer(command))
         self._option_override = option
         self._dispatch(NEGOTIATE, (option, self.macros_requests))
 
     def _default_option(self, offered: Option) -> Option:
         """What we ask for unless a negotiate handler says otherwise (libmilter's ALL_OPTS)."""
-        actions = offered.actions if self.requested_actions is None else self.requested_actions
-        actions &= ~ActionFlag.SET_SYMBOL_LIST
-        if self.requested_protocol is not None:
-            protocol = self.requested_protocol
-        else:
-            protocol = P.NONE
-            for stage in EVENT_STAGES:
-                if not self.handles(stage.name):
-                    protocol |= stage.no_event
-            protocol |= offered.protocol & P.SKIP
-        return Option(offered.version, ActionFlag(actions), P(protocol))
+        # Which events we handle: the no-event steps of the others (unless steps are given).
+        handled = ([True] * len(EVENT_STAGES) if self.requested_protocol is not None
+                   else [self.handles(stage.name) for stage in EVENT_STAGES])
+        return cached_default_option(offered, self.requested_actions, self.requested_protocol,
+                                     handled)
 
     def _on_macro(self, command: cmd.DefineMacro) -> None:
         self.macros.define(command.stage, command.macros)
@@ -457,11 +455,11 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter, Backlog):
             self.status = status
             self._finish()
             return
-        offered = effective_offer(self.offer)
         if status is S.ALL_OPTIONS or option is None:
-            option = self._default_option(offered)
+            option = self._default_option(cached_effective_offer(self.offer))
         try:
-            negotiation = negotiate(self.offer, option, self.macros_requests)
+            # Cached per (offer, option, macro lists): the same on every connection (issue 15).
+            negotiation = cached_negotiate(self.offer, option, self.macros_requests)
         except (UnsupportedOffer, RequirementsNotOffered) as exc:
             self._fail(exc)
             raise

@@ -11,11 +11,13 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .blocking import OffloadHook, runs_in_thread
+from .blocking import OffloadHook, on_loop, runs_in_thread
 from .errors import LocalError, ReplyError, StateError, StatusError
+from .negotiation_cache import no_reply_stages
 from .protocol.constants import ProtocolFlag as P
 from .protocol.negotiation import Negotiation, Option
 from .reply import REPLY_CLASS, verdict_packet
@@ -44,6 +46,9 @@ S = Status
 #: result (or the exception it raised). The asyncio runtime provides one.
 AwaitHook = Callable[[Awaitable[Any], Callable[[Any, BaseException | None], None]], None]
 
+#: Which do_* handlers a context class overrides (weak: test classes come and go). A class
+#: whose do_* methods are replaced after its first context keeps its first answer.
+_OVERRIDDEN: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
 _WAITING: Any = object()  # an awaitable is in flight; the stage resumes when it completes
 #: Stages at which a message verdict completes the message (no ``abort`` follows it). REJECT
 #: or TEMPFAIL at envelope-recipient refuses one recipient only; connect and helo have no message.
@@ -97,18 +102,18 @@ class Emitter:
         self._no_reply_stages: frozenset[str] = frozenset()
         self._no_reply_any = P.NONE
         cls = type(self)
-        base = _base_context_class(cls)
-        self._overridden = frozenset(
-            stage.name for stage in STAGES.values()
-            if getattr(cls, stage.method) is not getattr(base, stage.method)
-        )
+        overridden = _OVERRIDDEN.get(cls)  # per class, not per connection (issue 15)
+        if overridden is None:
+            base = _base_context_class(cls)
+            overridden = _OVERRIDDEN[cls] = frozenset(
+                stage.name for stage in STAGES.values()
+                if getattr(cls, stage.method) is not getattr(base, stage.method)
+            )
+        self._overridden = overridden
 
     def _set_no_reply(self, negotiation: Negotiation) -> None:
-        silent = negotiation.no_reply & ~negotiation.emulated_no_reply
-        self._silent = frozenset(s.name for s in STAGES.values() if s.no_reply & silent)
-        self._no_reply_stages = frozenset(
-            s.name for s in STAGES.values() if s.no_reply & negotiation.no_reply
-        )
+        # Cached per negotiated masks (issue 15): the same sets on every connection.
+        self._silent, self._no_reply_stages = no_reply_stages(negotiation)
         self._no_reply_any = negotiation.no_reply
 
     def _end_session(self) -> None:
@@ -214,10 +219,30 @@ class Emitter:
             self._respond(stage, S.CONTINUE)
             return
         try:
-            status = self._run_handlers(stage, args, iter(receivers), S.DEFAULT)
-            if status is _WAITING:
-                return
-            status = self._check(stage, status)
+            if len(receivers) == 1 and not (
+                self.offload_hook is not None
+                and runs_in_thread(receivers[0], self.offload_all)
+            ):
+                # Issue 15's fast path: one receiver (the usual case) that runs on the loop is
+                # called directly, and "no opinion" or CONTINUE, valid at every stage, go
+                # straight to the reply. Anything else takes the general path with the result
+                # already in hand; a handler for a thread always takes the general path.
+                result = receivers[0](self, *args)
+                if result is None:
+                    status = S.DEFAULT
+                elif result is S.CONTINUE:
+                    status = S.CONTINUE
+                else:
+                    status = self._run_handlers(stage, args, iter((_returning(result),)),
+                                                S.DEFAULT)
+                    if status is _WAITING:
+                        return
+                    status = self._check(stage, status)
+            else:
+                status = self._run_handlers(stage, args, iter(receivers), S.DEFAULT)
+                if status is _WAITING:
+                    return
+                status = self._check(stage, status)
         except Exception as exc:
             status = self._on_handler_error(stage, exc)
         if status is S.PROGRESS:
@@ -451,6 +476,11 @@ class Emitter:
                 log.error("[%s] async handler of 'abort' raised", self.tag, exc_info=error)
 
         hook(awaitable, done)
+
+
+def _returning(result: Any) -> Callable[..., Any]:
+    """A handler that returns ``result`` (a handler's result already in hand), on the loop."""
+    return on_loop(lambda *_args: result)
 
 
 def _coerce(emitter: Emitter, stage: Stage, result: Any) -> Status:

@@ -55,8 +55,36 @@ SIGNAL_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+#: Handlers already checked, by what their signature is made of: the signal, whether bound, the
+#: code object and the defaults. The runtime and the message log connect bound methods and
+#: closures per connection, all sharing code objects, and inspect.signature was a large part
+#: of a connection's set-up (issue 15).
+_CHECKED: set[tuple[Any, ...]] = set()
+
+
+def _signature_key(name: str, handler: Callable[..., Any]) -> tuple[Any, ...] | None:
+    bound = inspect.ismethod(handler)
+    function = handler.__func__ if bound else handler  # type: ignore[attr-defined]
+    if (not inspect.isfunction(function) or hasattr(function, "__wrapped__")
+            or hasattr(function, "__signature__")):
+        return None
+    kwdefaults = function.__kwdefaults__
+    key = (name, bound, function.__code__, function.__defaults__,
+           tuple(sorted(kwdefaults.items())) if kwdefaults else None)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable default value
+        return None
+    return key
+
+
 def check_signature(name: str, handler: Callable[..., Any], arguments: Sequence[str]) -> None:
     """Raise :class:`SignalError` unless ``handler(context, *arguments)`` can be called."""
+    key = _signature_key(name, handler)
+    if key is not None:
+        key += (tuple(arguments),)
+    if key is not None and key in _CHECKED:
+        return
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):
@@ -69,6 +97,8 @@ def check_signature(name: str, handler: Callable[..., Any], arguments: Sequence[
             f"{name} handlers are called as handler({call}); "
             f"{getattr(handler, '__qualname__', handler)!r} takes {signature}"
         ) from None
+    if key is not None and len(_CHECKED) < 4096:
+        _CHECKED.add(key)
 
 
 def unknown_signal(name: str, names: frozenset[str]) -> SignalError:

@@ -152,14 +152,18 @@ class SignalTable:
 
     def receivers(self, name: str, sender: Any) -> tuple[Callable[..., Any], ...]:
         """The receivers of ``name`` for ``sender``: the parent's first, then this table's."""
+        sig = self._signals.get(name)
+        if sig is None or not sig.receivers:
+            # Nothing connected here (the usual case for a context's own table): the parent's
+            # list as it is, from the parent's cache, which every context of a Client shares
+            # (issue 15: a fresh context used to miss its own cache for every stage).
+            return self.parent.receivers(name, sender) if self.parent is not None else ()
         stamp = self._stamp(name)
         cached = self._cache.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
         found = tuple(self.parent.receivers(name, sender)) if self.parent is not None else ()
-        sig = self._signals.get(name)
-        if sig is not None and sig.receivers:
-            found += tuple(sig.receivers_for(sender))
+        found += tuple(sig.receivers_for(sender))
         if self._cacheable(name):
             self._cache[name] = (stamp, found)
         return found

@@ -7,7 +7,7 @@ The wire facts of each stage (command byte, step flags, macro list) are rows of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .protocol.constants import ProtocolFlag as P
 from .protocol.steps import STEP_OF_SIGNAL, CommandStep
@@ -26,30 +26,25 @@ class Stage:
     state: State
     replied: State
     allowed: frozenset[Status]
+    # Derived from ``step`` once (issue 15): these were properties, read a hundred times per
+    # message on the emission path.
+    #: The signal name (``"envelope-from"``).
+    name: str = field(init=False, compare=False)
+    no_event: P = field(init=False, compare=False)
+    no_reply: P = field(init=False, compare=False)
+    #: The name of the stage's response signal (``"envelope-from-response"``).
+    response: str = field(init=False, compare=False)
+    #: The class handler a :class:`~milterkit.ClientContext` subclass overrides.
+    method: str = field(init=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        """The signal name (``"envelope-from"``)."""
-        assert self.step.signal is not None
-        return self.step.signal
-
-    @property
-    def no_event(self) -> P:
-        return self.step.no_event
-
-    @property
-    def no_reply(self) -> P:
-        return self.step.no_reply
-
-    @property
-    def response(self) -> str:
-        """The name of the stage's response signal (``"envelope-from-response"``)."""
-        return self.name + "-response"
-
-    @property
-    def method(self) -> str:
-        """The class handler a :class:`~milterkit.ClientContext` subclass overrides."""
-        return "do_" + self.name.replace("-", "_")
+    def __post_init__(self) -> None:
+        name = self.step.signal
+        assert name is not None
+        for attribute, value in (
+            ("name", name), ("no_event", self.step.no_event), ("no_reply", self.step.no_reply),
+            ("response", name + "-response"), ("method", "do_" + name.replace("-", "_")),
+        ):
+            object.__setattr__(self, attribute, value)
 
 
 def _stage(signal: str, state: State, replied: State, allowed: frozenset[Status]) -> Stage:

@@ -125,6 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "docs/logging)")
     parser.add_argument("--loop", choices=LOOP_KINDS, default="auto",
                         help="event loop: uvloop if installed (auto), asyncio, or uvloop")
+    parser.add_argument("--no-quickack", dest="quickack", action="store_false",
+                        help="do not re-arm TCP_QUICKACK on TCP connections (Linux; by default "
+                        "it is, so Postfix's Nagle-delayed packets never wait ~40 ms for an ACK)")
     run_metrics.add_argument(parser)
 
 
@@ -171,6 +174,7 @@ def main(args: argparse.Namespace) -> int:
             backlog=args.backlog or socket.SOMAXCONN,
             handler_deadline=getattr(args, "handler_deadline", None),
             max_payload=getattr(args, "max_payload", None) or DEFAULT_MAX_PAYLOAD,
+            quickack=args.quickack,
             threads=args.threads,
         )
     except (SpecError, ValueError) as exc:

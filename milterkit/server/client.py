@@ -71,6 +71,8 @@ class Client:
     MTA's flood is a protocol error (see docs/reliability).
     ``actions``, ``protocol``, ``macro_requests`` and ``max_payload`` go to every context;
     ``context_class`` may be a :class:`ClientContext` subclass with ``do_*`` methods.
+    ``quickack`` (Linux, TCP only) re-arms ``TCP_QUICKACK`` after each read that wrote nothing,
+    so a Nagle-delayed MTA never waits for our delayed ACK (see :mod:`milterkit.server.tcp`).
     ``threads`` runs every plain ``def`` handler in a pool of that many threads (each
     connection's handlers still one after the other); without it only handlers marked
     :func:`milterkit.blocking` run in a pool (see :mod:`milterkit.blocking`).
@@ -98,6 +100,7 @@ class Client:
         handler_deadline: float | None = None,
         backlog_pause: tuple[int, int] = DEFAULT_BACKLOG_PAUSE,
         max_backlog: tuple[int, int] = DEFAULT_MAX_BACKLOG,
+        quickack: bool = True,
         threads: int | None = None,
     ) -> None:
         #: The pool blocking handlers run in; :meth:`shutdown` stops it.
@@ -129,6 +132,8 @@ class Client:
         #: closed; those that have not by then are logged and left behind.
         self.abort_timeout = 5.0
         self.socket_activation = socket_activation
+        #: Re-arm TCP_QUICKACK on accepted TCP connections (Linux); read at each accept.
+        self.quickack = quickack
         #: Keyword arguments of every context (``actions``, ``protocol``, ``macro_requests``...);
         #: a ``setup(client)`` function may change them before the client starts.
         self.context_options: dict[str, Any] = dict(
@@ -430,7 +435,7 @@ class Client:
             Supervisor(self, workers, loop=loop).run()
             return
         self.bind()
-        run_loop(self._serve_with_signals(), loop)
+        run_loop(self._serve_with_signals(), loop, serving=True)
 
     async def _serve_with_signals(self) -> None:
         self.install_signal_handlers()

@@ -19,6 +19,7 @@ from ..protocol.errors import NegotiationError, ProtocolError
 from .awaiting import DeadlineExceeded, task_outcome
 from .awaiting import HandlerCancelled as HandlerCancelled  # its home was here
 from .messagelog import MessageLog
+from .tcp import rearm_quickack, tune_tcp
 
 if TYPE_CHECKING:
     from .client import Client
@@ -56,6 +57,11 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._started = time.monotonic()  # uvloop's loop.time() has only millisecond steps
+        # TCP_QUICKACK (issue 15): the bound setsockopt of a TCP socket, or None (see tcp.py).
+        self._quickack: Callable[[int, int, int], None] | None = None
+        # Replies written while one data_received runs, sent in one transport.write at its end
+        # (issue 15); None outside data_received, where _write writes at once.
+        self._batch: list[bytes] | None = None
         self._loop_thread = threading.get_ident()
 
     # -------------------------------------------------------------- transport events
@@ -64,6 +70,7 @@ class Connection(asyncio.Protocol):
         # A stream transport; uvloop's do not subclass asyncio.Transport, hence no isinstance.
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
+        self._quickack = tune_tcp(self.transport, quickack=self.client.quickack)
         try:
             self._set_up(peer)
         except Exception:
@@ -120,16 +127,27 @@ class Connection(asyncio.Protocol):
         # Only a whole command is activity: a peer trickling the bytes of one packet
         # (slowloris) must not keep the connection past the inactivity timeout.
         partial = context.buffered
+        # Replies this read produces are batched into one write (issue 15).
+        batch: list[bytes] = []
+        self._batch = batch
         try:
             context.feed(data)
         except (ProtocolError, NegotiationError) as exc:
             self._protocol_error(exc)
+            self._flush()  # stop batching (a close has flushed already; an abort dropped it)
             return
         except Exception:
             # Only reachable with exception_policy=None: the handler's error is re-raised.
             log.exception("[%s] unhandled error; closing the connection", context.tag)
             self.close("error")
+            self._flush()
             return
+        self._flush()
+        if self._quickack is not None and not batch:
+            # Nothing to send back (a macro packet, a no-reply event, a handler still
+            # running): ACK now rather than after the kernel's ~40 ms delayed-ACK timer, which
+            # a Nagle-delayed MTA write would wait for. A reply carries the ACK by itself.
+            rearm_quickack(self._quickack)
         if context.buffered < partial + len(data):
             self._last_activity = self._loop.time()
         packets, size = context.backlog
@@ -233,9 +251,20 @@ class Connection(asyncio.Protocol):
             return
         if self._closed:
             return
+        if self._batch is not None:
+            self._batch.append(data)
+            return
         self._last_activity = self._loop.time()
         assert self.transport is not None
         self.transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what this data_received produced, in one write, and stop batching."""
+        batch, self._batch = self._batch, None
+        if batch and not self._closed:
+            self._last_activity = self._loop.time()
+            assert self.transport is not None
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def close(self, reason: str) -> None:
         """Close after flushing what is written; the session ends (``finished``) when it is lost.
@@ -244,6 +273,7 @@ class Connection(asyncio.Protocol):
         """
         if self.reason is None:
             self.reason = reason
+        self._flush()  # replies of the read that ended the session go out before the close
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -251,6 +281,7 @@ class Connection(asyncio.Protocol):
         """Close at once, dropping unwritten replies."""
         if self.reason is None:
             self.reason = reason
+        self._batch = None  # replies batched by this read are dropped too
         if self.transport is not None:
             self.transport.abort()
 

@@ -228,7 +228,7 @@ class Supervisor:
             client = self.client
             client.worker_id = worker_id
             client.unlink_on_close = False  # the socket files belong to the master
-            run_loop(self._serve(pipe), self.loop)
+            run_loop(self._serve(pipe), self.loop, serving=True)
             code = 0
         except BaseException:
             log.exception("worker %d failed", worker_id)
