@@ -135,6 +135,9 @@ class ClientContext(ConnectMixin, ContextAPI, Emitter, Backlog):
         #: Free per-connection storage for handlers; cleared only when a new SMTP client
         #: starts on the connection (QUIT_NC). :attr:`private` is one more slot of it.
         self.connection_data: dict[str, Any] = {}
+        #: Words a layer above the context adds to the runtime's one-line session summary
+        #: (the composer's per-filter verdicts); the runtime logs them when the session ends.
+        self.summary_parts: list[str] = []
         self._private: Any = None
 
         self.state = State.START

@@ -255,4 +255,6 @@ class Composer:
         connection.end_message()
         for member in self._attached(context):
             self._tell(context, member, "finished")
-        log.info("[%s] filter verdicts: %s", context.tag, connection.summary())
+        summary = connection.summary()
+        log.info("[%s] filter verdicts: %s", context.tag, summary)
+        context.summary_parts.append(f"filters: {summary}")

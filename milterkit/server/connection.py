@@ -420,13 +420,15 @@ class Connection(asyncio.Protocol):
         messages = sum(counts.values())
         verdicts = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
         seconds = time.monotonic() - self._started
+        notes = "".join(f"; {part}" for part in context.summary_parts)
         log.info(
-            "[%s] session ended (%s): %d message%s%s, %.3f s, peer %s",
+            "[%s] session ended (%s): %d message%s%s, %.3f s, peer %s%s",
             context.tag, self.reason, messages, "" if messages == 1 else "s",
-            f" ({verdicts})" if verdicts else "", seconds, _peer(context.peer),
+            f" ({verdicts})" if verdicts else "", seconds, _peer(context.peer), notes,
             extra={"milterkit": {"event": "session", "tag": context.tag, "reason": self.reason,
                                  "messages": messages, "verdicts": dict(counts),
-                                 "seconds": round(seconds, 3), "peer": _peer(context.peer)}},
+                                 "seconds": round(seconds, 3), "peer": _peer(context.peer),
+                                 "notes": list(context.summary_parts)}},
         )
 
 

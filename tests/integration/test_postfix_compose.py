@@ -104,3 +104,7 @@ def test_the_milter_logs_each_filters_verdicts(stack: Stack) -> None:
     assert "composed 3 filter(s): size-limit, recipient-check, add-header" in log
     assert "filter verdicts: size-limit: continue 1; recipient-check: continue 1; " \
         "add-header: continue 1" in log
+    # The runtime's one-line session summary carries them too.
+    ended = [line for line in log.splitlines() if "session ended" in line and "1 message" in line]
+    assert ended and ended[-1].endswith(
+        "; filters: size-limit: continue 1; recipient-check: continue 1; add-header: continue 1")
