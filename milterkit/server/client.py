@@ -25,6 +25,7 @@ from ..status import Status
 from . import listen
 from .connection import Connection
 from .listen import Listener
+from .session import SessionSignals
 from .spec import ConnectionSpec, parse_spec
 from .threads import HandlerThreads
 
@@ -147,6 +148,8 @@ class Client:
         #: The parent table of every context's signals.
         self.signals = SignalTable(SIGNAL_NAMES, arguments=SIGNAL_ARGUMENTS)
         self._client_signals = SignalTable(CLIENT_SIGNAL_NAMES)
+        #: The runtime's own handlers of every connection's context, connected once.
+        self.session_signals = SessionSignals(self.signals)
         #: The listening sockets (set by :meth:`bind` or :meth:`start`).
         self.listeners: list[Listener] = []
         #: Open connections.

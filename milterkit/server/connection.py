@@ -18,11 +18,11 @@ from ..context import ClientContext, StateError
 from ..protocol.errors import NegotiationError, ProtocolError
 from .awaiting import DeadlineExceeded, task_outcome
 from .awaiting import HandlerCancelled as HandlerCancelled  # its home was here
-from .messagelog import MessageLog
 from .tcp import rearm_quickack, tune_tcp
 
 if TYPE_CHECKING:
     from .client import Client
+    from .messagelog import MessageLog
 
 log = logging.getLogger("milterkit.server")
 
@@ -90,9 +90,10 @@ class Connection(asyncio.Protocol):
         context.await_hook = self._await
         context.offload_hook = client.handler_threads.hook(self._loop)
         context.offload_all = client.handler_threads.every_plain_handler
-        # Ours run after the Client's handlers (parent first), so theirs see an open transport.
-        context.connect("finished", self._on_finished)
-        self.message_log = MessageLog(context)
+        # The runtime's handlers (``finished`` closes, the message log) are connected once per
+        # Client, on a table between the Client's and the context's (issue 15): they run after
+        # the Client's handlers (parent first), so theirs see an open transport.
+        self.message_log = client.session_signals.attach(self, context)
         log.debug("[%s] connection from %s", context.tag, _peer(context.peer))
         if self._timeout:
             self._timer = self._loop.call_at(self._last_activity + self._timeout, self._on_timer)
@@ -192,6 +193,7 @@ class Connection(asyncio.Protocol):
             for deadline in self._deadlines.values():
                 deadline.cancel()
             self._deadlines.clear()
+            self.client.session_signals.detach(context)
             self._summary()
             self.client._connection_lost(self)
 
@@ -285,7 +287,8 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _on_finished(self, context: ClientContext) -> None:
+    def on_finished(self) -> None:
+        """The session is over (the context emitted ``finished``): close the connection."""
         if not self._closed:
             self.close("finished")
 

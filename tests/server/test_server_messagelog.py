@@ -158,3 +158,37 @@ def test_run_log_format_json() -> None:
     assert messages[0]["from"] is None
     (session,) = [r for r in records if r.get("event") == "session"]
     assert session["messages"] == 1 and session["verdicts"] == {"continue": 1}
+
+
+def test_the_log_is_connected_once_per_client_and_runs_between_client_and_context_handlers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 15: the runtime's handlers sit on one table per Client (none on each context),
+    # in the order they had when each connection connected its own.
+    caplog.set_level(logging.INFO, "milterkit")
+    order: list[str] = []
+    own_signals: list[int] = []
+
+    def setup(client: Client) -> None:
+        @client.on("envelope-from-response")
+        def first(context: ClientContext, status: Status) -> None:
+            order.append(f"client {len(_lines(caplog, 'milterkit.messages'))}")
+
+        @client.on("connection-established")
+        def established(client: Client, context: ClientContext) -> None:
+            own_signals.append(len(context.signals._signals))
+
+            @context.on("envelope-from-response")
+            def last(context: ClientContext, status: Status) -> None:
+                order.append(f"context {len(_lines(caplog, 'milterkit.messages'))}")
+
+        _filter(client)
+
+    async def scenario() -> None:
+        async with serving(setup=setup) as client:
+            await _messages(client.address_spec, {"sender": "<spam@spam.example>"})
+            assert len(client.session_signals._connections) == 0  # forgotten when lost
+
+    run(scenario())
+    assert own_signals == [0]
+    assert order == ["client 0", "context 1"]  # the message line between the two
