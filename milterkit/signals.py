@@ -51,11 +51,26 @@ class OrderedSet(MutableSet[Any]):
         return f"OrderedSet({list(self._items)!r})"
 
 
+class _Epoch:
+    """How many times any :class:`Signal` changed (connect, disconnect, a weak receiver that
+    died): a table's cached receiver list is good while this has not moved, one comparison
+    where walking the parent chain for a sum of versions took a call per level (issue 15)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+_epoch = _Epoch()
+
+
 class Signal(blinker.NamedSignal):
     """A blinker signal whose receivers run in the order they were connected.
 
-    ``version`` grows on every connect and disconnect (weak receivers that die included), so a
-    :class:`SignalTable` can cache receiver lists and know when they went stale.
+    ``version`` grows on every connect and disconnect (weak receivers that die included), and
+    so does the epoch of every signal, so a :class:`SignalTable` can cache receiver lists and
+    know when they went stale.
     """
 
     set_class = OrderedSet  # type: ignore[assignment]
@@ -66,11 +81,17 @@ class Signal(blinker.NamedSignal):
 
     def connect(self, receiver: F, sender: Any = blinker.ANY, weak: bool = True) -> F:
         self.version += 1
-        return super().connect(receiver, sender, weak)
+        try:
+            return super().connect(receiver, sender, weak)
+        finally:
+            _epoch.value += 1  # after the change: a list cached during it is stale too
 
     def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
         self.version += 1
-        super()._disconnect(receiver_id, sender_id)
+        try:
+            super()._disconnect(receiver_id, sender_id)
+        finally:
+            _epoch.value += 1
 
     def cacheable(self) -> bool:
         """Whether the receivers are the same for every sender and all held strongly."""
@@ -129,14 +150,6 @@ class SignalTable:
         """Disconnect ``handler`` from ``name``."""
         self.signal(name).disconnect(handler)
 
-    def _stamp(self, name: str) -> int:
-        # Versions only grow, so the sum changes whenever any table on the chain changes.
-        sig = self._signals.get(name)
-        stamp = sig.version if sig is not None else 0
-        if self.parent is not None:
-            stamp += self.parent._stamp(name)
-        return stamp
-
     def _cacheable(self, name: str) -> bool:
         sig = self._signals.get(name)
         if sig is not None and not sig.cacheable():
@@ -145,10 +158,13 @@ class SignalTable:
 
     def has_receivers(self, name: str) -> bool:
         """Whether anything, here or in a parent, listens to ``name``."""
-        sig = self._signals.get(name)
-        if sig is not None and sig.receivers:
-            return True
-        return self.parent is not None and self.parent.has_receivers(name)
+        table: SignalTable | None = self
+        while table is not None:
+            sig = table._signals.get(name)
+            if sig is not None and sig.receivers:
+                return True
+            table = table.parent
+        return False
 
     def receivers(self, name: str, sender: Any) -> tuple[Callable[..., Any], ...]:
         """The receivers of ``name`` for ``sender``: the parent's first, then this table's."""
@@ -158,12 +174,12 @@ class SignalTable:
             # list as it is, from the parent's cache, which every context of a Client shares
             # (issue 15: a fresh context used to miss its own cache for every stage).
             return self.parent.receivers(name, sender) if self.parent is not None else ()
-        stamp = self._stamp(name)
+        epoch = _epoch.value
         cached = self._cache.get(name)
-        if cached is not None and cached[0] == stamp:
+        if cached is not None and cached[0] == epoch:
             return cached[1]
         found = tuple(self.parent.receivers(name, sender)) if self.parent is not None else ()
         found += tuple(sig.receivers_for(sender))
         if self._cacheable(name):
-            self._cache[name] = (stamp, found)
+            self._cache[name] = (epoch, found)
         return found
