@@ -9,6 +9,7 @@ connected on a Client reach every context it creates.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSet, Sequence
 from typing import Any, TypeVar
@@ -100,6 +101,11 @@ class Signal(blinker.NamedSignal):
         return all(key == ANY_ID or not ids for key, ids in self._by_sender.items())
 
 
+@functools.lru_cache(maxsize=32)
+def _frozen(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(names)
+
+
 class SignalTable:
     """Named signals, created on first use, with an optional parent table.
 
@@ -115,7 +121,8 @@ class SignalTable:
         self, names: Iterable[str], parent: SignalTable | None = None,
         arguments: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        self.names = frozenset(names)
+        # Every context's table is made from the same tuple: one set for all (issue 15).
+        self.names = _frozen(names) if type(names) is tuple else frozenset(names)
         self.parent = parent
         #: The arguments each signal's handlers take after the sender, when the table checks
         #: handlers' signatures at connect time (a context's table does).
@@ -168,18 +175,24 @@ class SignalTable:
 
     def receivers(self, name: str, sender: Any) -> tuple[Callable[..., Any], ...]:
         """The receivers of ``name`` for ``sender``: the parent's first, then this table's."""
-        sig = self._signals.get(name)
-        if sig is None or not sig.receivers:
-            # Nothing connected here (the usual case for a context's own table): the parent's
-            # list as it is, from the parent's cache, which every context of a Client shares
-            # (issue 15: a fresh context used to miss its own cache for every stage).
-            return self.parent.receivers(name, sender) if self.parent is not None else ()
+        table = self
+        sig = table._signals.get(name)
+        while sig is None or not sig.receivers:
+            # Nothing connected here (the usual case for a context's own table, and for the
+            # runtime's below the Client's): the nearest parent's list as it is, from its
+            # cache, which every context of a Client shares (issue 15: a fresh context used to
+            # miss its own cache for every stage). A loop, not a call per level.
+            parent = table.parent
+            if parent is None:
+                return ()
+            table = parent
+            sig = table._signals.get(name)
         epoch = _epoch.value
-        cached = self._cache.get(name)
+        cached = table._cache.get(name)
         if cached is not None and cached[0] == epoch:
             return cached[1]
-        found = tuple(self.parent.receivers(name, sender)) if self.parent is not None else ()
+        found = tuple(table.parent.receivers(name, sender)) if table.parent is not None else ()
         found += tuple(sig.receivers_for(sender))
-        if self._cacheable(name):
-            self._cache[name] = (epoch, found)
+        if table._cacheable(name):
+            table._cache[name] = (epoch, found)
         return found
