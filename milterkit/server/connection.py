@@ -417,6 +417,8 @@ class Connection(asyncio.Protocol):
         return f"[{tag}] peer {_peer(peer)}"
 
     def _summary(self) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # nothing to format (a server run at --log-level warning)
         context = self.context
         assert context is not None
         counts = self.verdicts
