@@ -308,7 +308,11 @@ class Client:
                 except OSError:
                     break  # none waiting (EAGAIN); a real error recurs on the next sock_accept
                 batch.append(more)
-            await asyncio.gather(*(self._start_connection(loop, factory, one) for one in batch))
+            if len(batch) == 1:  # the usual case: no task and no gather for one connection
+                await self._start_connection(loop, factory, conn)
+            else:
+                await asyncio.gather(*(self._start_connection(loop, factory, one)
+                                       for one in batch))
 
     @staticmethod
     async def _start_connection(
