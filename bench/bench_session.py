@@ -29,7 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "peers"))
 
-from loadgen import Steps, body_of  # noqa: E402
+from loadgen import Steps, body_of, new_loop  # noqa: E402
 
 from milterkit.server import Client  # noqa: E402
 from milterkit.server.connection import Connection  # noqa: E402
@@ -127,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = logging.FileHandler("/dev/null")
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
-    loop: asyncio.AbstractEventLoop
-    if args.loop == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
+    loop = new_loop(args.loop)
     try:
         loop.run_until_complete(main_async(args))
     finally:

@@ -14,45 +14,23 @@ The driver is Python too and shares the cores with the server: the figures are a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import ROOT, Result, _load, _wait_listening
+from load import Result
+from load import bench as load_bench
 
 TARGET = "bench/threads_filter.py"
 
 
 def bench(block: float, threads: int | None, connections: int, messages: int) -> Result:
     """Serve the filter blocking ``block`` seconds, with ``--threads threads`` or without."""
-    tmp = tempfile.mkdtemp(prefix="mk-bench-")
-    spec = f"unix:{tmp}/m.sock"
-    command = [sys.executable, "-m", "milterkit", "run", TARGET, "-l", spec,
-               "--log-level", "warning", "--loop", "asyncio"]
-    if threads:
-        command += ["--threads", str(threads)]
-    env = dict(os.environ, BENCH_BLOCK_SECONDS=str(block))
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        _wait_listening(spec, process)
-        asyncio.run(_load(spec, min(connections, 10), 1))  # warm up
-        seconds, latencies, errors = asyncio.run(_load(spec, connections, messages))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return Result("unix", 1, len(latencies), seconds, latencies, errors)
+    return load_bench(TARGET, "unix", 1, connections, messages, "asyncio", warmup=1,
+                      extra=["--threads", str(threads)] if threads else [],
+                      env=dict(os.environ, BENCH_BLOCK_SECONDS=str(block)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,14 +156,16 @@ def _free_port() -> int:
 
 def bench(
     target: str, transport: str, workers: int, connections: int, messages: int, loop: str,
-    warmup: int, drivers: int = 1,
+    warmup: int, drivers: int = 1, extra: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Result:
-    """Start the server, warm it up, measure one load, stop it."""
+    """Start the server (``extra``: more ``milterkit run`` options; ``env``: its environment),
+    warm it up, measure one load, stop it."""
     tmp = tempfile.mkdtemp(prefix="mk-bench-")
     spec = f"unix:{tmp}/m.sock" if transport == "unix" else f"inet:{_free_port()}@[127.0.0.1]"
     command = [sys.executable, "-m", "milterkit", "run", target, "-l", spec,
-               "--workers", str(workers), "--log-level", "warning", "--loop", loop]
-    process = subprocess.Popen(command, cwd=ROOT)
+               "--workers", str(workers), "--log-level", "warning", "--loop", loop, *extra]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         _wait_listening(spec, process)
         if warmup:

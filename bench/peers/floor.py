@@ -14,6 +14,9 @@ import os
 import socket
 import struct
 import sys
+from typing import cast
+
+from loadgen import new_loop, parse  # beside this script: the generator's spec and loop
 
 CONTINUE = b"\0\0\0\x01c"
 HEADER = b"h" + b"X-Load\x00" + b"1\x00"
@@ -60,15 +63,16 @@ class Floor(asyncio.Protocol):
 
 async def serve(spec: str) -> None:
     loop = asyncio.get_running_loop()
-    if spec.startswith("unix:"):
-        path = spec[5:]
+    kind, where = parse(spec)
+    if kind == "unix":
+        path = str(where)
         if os.path.exists(path):
             os.unlink(path)
         server = await loop.create_unix_server(Floor, path, backlog=1024)
     else:
-        port, _, host = spec[5:].partition("@")
-        server = await loop.create_server(Floor, host.strip("[]") or "127.0.0.1", int(port),
-                                          backlog=1024, family=socket.AF_INET)
+        host, port = cast("tuple[str, int]", where)
+        server = await loop.create_server(Floor, host, port, backlog=1024,
+                                          family=socket.AF_INET)
     async with server:
         await server.serve_forever()
 
@@ -78,13 +82,7 @@ def main() -> int:
     parser.add_argument("spec")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
-    loop: asyncio.AbstractEventLoop
-    if args.loop == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
+    loop = new_loop(args.loop)
     try:
         loop.run_until_complete(serve(args.spec))
     except KeyboardInterrupt:

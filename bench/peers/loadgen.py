@@ -232,6 +232,15 @@ async def load(spec: tuple[str, object], concurrency: int, seconds: float, warmu
             "gen_cpu_per_msg": cpu / done if done else 0.0}
 
 
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop: ``uvloop`` or ``asyncio`` (the standard one)."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def parse(spec: str) -> tuple[str, object]:
     """``inet:PORT@HOST`` or ``unix:/path``."""
     if spec.startswith("unix:"):
@@ -253,13 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(shows the delayed-ACK stall that TCP_QUICKACK removes)")
     args = parser.parse_args(argv)
     Session.postfix_writes = args.postfix_writes
-    loop: asyncio.AbstractEventLoop
-    if args.loop == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
+    loop = new_loop(args.loop)
     try:
         result = loop.run_until_complete(load(parse(args.spec), args.concurrency, args.seconds,
                                               args.warmup, body_of(args.body)))
