@@ -48,14 +48,15 @@ class MessageLog:
     each reply to the connection's MessageLog.
     """
 
-    __slots__ = ("context", "verdicts", "_refused", "_debug")
+    __slots__ = ("context", "verdicts", "_refused", "debug")
 
     def __init__(self, context: ClientContext) -> None:
         self.context = context
         #: Messages of the connection by verdict nick (``continue``, ``reject``, ``aborted``...).
         self.verdicts: Counter[str] = Counter()
         self._refused = 0
-        self._debug = stage_log.isEnabledFor(logging.DEBUG)
+        #: Whether the stage lines are logged (``milterkit.stages`` at DEBUG when it began).
+        self.debug = stage_log.isEnabledFor(logging.DEBUG)
 
     @property
     def messages(self) -> int:
@@ -64,7 +65,7 @@ class MessageLog:
 
     def responded(self, stage: str, status: Status) -> None:
         """``<stage>-response(status)`` was emitted on the connection."""
-        if self._debug:
+        if self.debug:
             self._stage_line(stage, status)
         if status not in MESSAGE_VERDICTS:
             return
@@ -93,7 +94,7 @@ class MessageLog:
 
     def processed(self, result: Any) -> None:
         """``message-processed(result)``: the message was answered at end-of-message."""
-        if self._debug:
+        if self.debug:
             self._stage_line("end-of-message", result.status)
         verdict = Status.CONTINUE if result.status is Status.DEFAULT else result.status
         self._message(verdict.nick, "end-of-message", result.reply, result)
@@ -171,7 +172,8 @@ class MessageLogs:
 
         def responded(context: ClientContext, status: Status) -> None:
             one = logs.get(context)
-            if one is not None:
+            # Most replies are a CONTINUE that ends nothing: no call for them unless DEBUG.
+            if one is not None and (one.debug or status in MESSAGE_VERDICTS):
                 one.responded(stage, status)
 
         responded.__qualname__ = f"MessageLog.{stage.replace('-', '_')}_response"
