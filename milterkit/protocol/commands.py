@@ -9,6 +9,7 @@ uses.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -370,6 +371,12 @@ def _decode_macro(payload: bytes) -> DefineMacro:
     return DefineMacro(stage, macros)
 
 
+@functools.lru_cache(maxsize=1024)
+def _ip_version(address: str) -> int:
+    # The same SMTP clients connect again and again: parse each address once (issue 15).
+    return ipaddress.ip_address(address).version
+
+
 def _decode_connect(payload: bytes) -> Connect:
     nul = payload.find(b"\0")
     if not payload:
@@ -395,17 +402,15 @@ def _decode_connect(payload: bytes) -> Connect:
     if raw_bytes.count(b"\0") != 1:
         raise TrailingData("CONNECT packet carries bytes after the address", b"C")
     raw = decode_text(raw_bytes[:-1])
-    address = raw
-    if family == "6" and raw[:5].lower() == "ipv6:":
-        address = raw[5:]
+    address = raw[5:] if family == "6" and raw[:5].lower() == "ipv6:" else raw
     if family in "46":
         try:
-            parsed = ipaddress.ip_address(address)
+            version = _ip_version(address)
         except ValueError:
             raise InvalidAddress(
                 f"CONNECT packet: {raw!r} is not a valid IPv{family} address", b"C"
             ) from None
-        if parsed.version != int(family):
+        if version != int(family):
             raise InvalidAddress(
                 f"CONNECT packet: {raw!r} is not an IPv{family} address", b"C"
             )
