@@ -144,10 +144,11 @@ class Connection(asyncio.Protocol):
             self._flush()
             return
         self._flush()
-        if self._quickack is not None and not batch:
+        if self._quickack is not None and not batch and not context.finished:
             # Nothing to send back (a macro packet, a no-reply event, a handler still
             # running): ACK now rather than after the kernel's ~40 ms delayed-ACK timer, which
-            # a Nagle-delayed MTA write would wait for. A reply carries the ACK by itself.
+            # a Nagle-delayed MTA write would wait for. A reply carries the ACK by itself, and
+            # a finished session (QUIT) is closing: its FIN does.
             rearm_quickack(self._quickack)
         if context.buffered < partial + len(data):
             self._last_activity = self._loop.time()
