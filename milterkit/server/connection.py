@@ -143,15 +143,16 @@ class Connection(asyncio.Protocol):
             self.close("error")
             self._flush()
             return
-        self._flush()
-        if self._quickack is not None and not batch and not context.finished:
-            # Nothing to send back (a macro packet, a no-reply event, a handler still
-            # running): ACK now rather than after the kernel's ~40 ms delayed-ACK timer, which
-            # a Nagle-delayed MTA write would wait for. A reply carries the ACK by itself, and
-            # a finished session (QUIT) is closing: its FIN does.
-            rearm_quickack(self._quickack)
-        if context.buffered < partial + len(data):
-            self._last_activity = self._loop.time()
+        self._flush()  # a reply written is activity: _flush stamps it
+        if not batch:
+            if self._quickack is not None and not context.finished:
+                # Nothing to send back (a macro packet, a no-reply event, a handler still
+                # running): ACK now rather than after the kernel's ~40 ms delayed-ACK timer,
+                # which a Nagle-delayed MTA write would wait for. A reply carries the ACK by
+                # itself, and a finished session (QUIT) is closing: its FIN does.
+                rearm_quickack(self._quickack)
+            if context.buffered < partial + len(data):  # whole commands with no reply
+                self._last_activity = self._loop.time()
         packets, size = context.backlog
         if packets:
             limit_packets, limit_bytes = self.client.backlog_pause
