@@ -6,7 +6,9 @@ new context, they made a blinker signal per name per connection, ~18% of a sessi
 (issue 15). :class:`SessionSignals` connects them once, to a table between the Client's and
 each context's own: they still run after the Client's handlers and before the handlers
 connected to the context itself once it is set up (from a ``connection-established`` handler,
-say), as when they were connected per connection; each finds its connection by context.
+say), as when they were connected per connection; each finds its connection by context. The
+one difference: handlers a context class connects to itself in its ``__init__`` now run after
+them, not before.
 """
 
 from __future__ import annotations
@@ -29,25 +31,24 @@ class SessionSignals:
     def __init__(self, parent: SignalTable) -> None:
         self.messages = MessageLogs()
         self._connections: dict[ClientContext, Connection] = {}
-        # (the context's parent table, ours below it): one entry unless a create_context
-        # override gives its contexts another parent than the Client's table.
-        self._tables: list[tuple[SignalTable | None, SignalTable]] = []
-        self._table_below(parent)
+        self._parent = parent
+        self._table = self._new_table(parent)
 
-    def _table_below(self, parent: SignalTable | None) -> SignalTable:
-        for known, table in self._tables:
-            if known is parent:
-                return table
+    def _new_table(self, parent: SignalTable | None) -> SignalTable:
         table = SignalTable(SIGNAL_NAMES, parent=parent, arguments=SIGNAL_ARGUMENTS)
         table.connect("finished", self._on_finished)
         self.messages.connect(table)
-        self._tables.append((parent, table))
         return table
 
     def attach(self, connection: Connection, context: ClientContext) -> MessageLog:
         """Run the runtime's handlers for ``context`` (until :meth:`detach`); its message log."""
         signals = context.signals
-        signals.parent = self._table_below(signals.parent)
+        if signals.parent is self._parent:
+            signals.parent = self._table
+        else:
+            # A create_context override gave its context another parent: a table for this
+            # connection alone, the cost of connecting per connection, as before.
+            signals.parent = self._new_table(signals.parent)
         self._connections[context] = connection
         return self.messages.start(context)
 

@@ -192,3 +192,31 @@ def test_the_log_is_connected_once_per_client_and_runs_between_client_and_contex
     run(scenario())
     assert own_signals == [0]
     assert order == ["client 0", "context 1"]  # the message line between the two
+
+
+def test_a_context_with_another_parent_table_is_logged_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A create_context override may give its contexts a table of its own between theirs and
+    # the Client's: the runtime's handlers then go below that one, for that connection.
+    from milterkit.signals import SignalTable
+    from milterkit.stages import SIGNAL_NAMES
+
+    class OwnTable(Client):
+        def create_context(self, write: Any) -> ClientContext:
+            context = super().create_context(write)
+            context.signals.parent = SignalTable(SIGNAL_NAMES, parent=self.signals)
+            return context
+
+    caplog.set_level(logging.INFO, "milterkit")
+
+    async def scenario() -> None:
+        client = OwnTable("inet:0@127.0.0.1", socket_activation=False, timeout=30.0)
+        _filter(client)
+        async with client:
+            await _messages(client.address_spec, {"sender": "<spam@spam.example>"})
+
+    run(scenario())
+    (line,) = [r.getMessage() for r in _lines(caplog, "milterkit.messages")]
+    assert "verdict=reject stage=envelope-from" in line
+    assert any("session ended (finished)" in r.getMessage() for r in caplog.records)
