@@ -320,6 +320,12 @@ class Connection(asyncio.Protocol):
                      context.tag, self._timeout)
             self.abort("timeout")
             return
+        if context.pending is not None:
+            # A handler owes the MTA its reply: the silence is ours, not the MTA's (libmilter
+            # times only the MTA's I/O; the handler deadline bounds a slow handler). Writing
+            # the reply counts as activity, so the MTA gets a whole timeout from there.
+            self._timer = self._loop.call_at(self._loop.time() + self._timeout, self._on_timer)
+            return
         log.info("[%s] no activity for %g s: timing out", context.tag, self._timeout)
         self.reason = "timeout"
         context.handle_timeout()

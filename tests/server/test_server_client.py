@@ -186,6 +186,34 @@ def test_inactivity_timeout_aborts_and_closes(caplog: pytest.LogCaptureFixture) 
     assert any("session ended (timeout)" in r.getMessage() for r in caplog.records)
 
 
+def test_the_timeout_does_not_run_while_a_handler_owes_the_reply() -> None:
+    """libmilter times only the MTA's I/O: a slow handler is the milter's own business (the
+    handler deadline bounds it), so the inactivity timer waits for its reply."""
+    events: list[str] = []
+
+    def setup(client: Client) -> None:
+        async def slow(ctx: ClientContext, address: str) -> None:
+            await asyncio.sleep(0.8)  # well past the 0.3 s inactivity timeout
+
+        client.connect("envelope-from", slow)
+        client.connect("timeout", lambda ctx: events.append("timeout"))
+
+    async def scenario() -> None:
+        async with serving("inet:0@127.0.0.1", setup, timeout=0.3) as client:
+            mta = await MTA.open(client.address_spec)
+            await mta.negotiate()
+            await mta.connect()
+            assert (await mta.step(cmd.Mail("<a@example.org>"))).final == Continue()
+            # Measured again from the reply: the MTA's silence still times out.
+            started = asyncio.get_running_loop().time()
+            assert await mta.at_eof()
+            assert asyncio.get_running_loop().time() - started >= 0.25
+            await mta.close()
+
+    run(scenario())
+    assert events == ["timeout"]
+
+
 def test_activity_rearms_the_timeout() -> None:
     async def scenario() -> None:
         async with serving("inet:0@127.0.0.1", timeout=0.3) as client:
