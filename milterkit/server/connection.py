@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..context import ClientContext, StateError
@@ -32,11 +33,23 @@ Done = Callable[[Any, "BaseException | None"], None]
 FEED_SLICE = 16 * 1024
 
 
+@dataclass(frozen=True)
+class ConnectionHooks:
+    """What a :class:`Connection` tells the server that accepted it, and nothing else: the
+    Client hands these to each connection, so the connection never reaches into the Client."""
+
+    #: Called once the connection's context exists (counted, ``connection-established``).
+    opened: Callable[[Connection], None]
+    #: Called once the session has ended (uncounted, ``connection-finished``).
+    closed: Callable[[Connection], None]
+
+
 class Connection(asyncio.Protocol):
     """The asyncio protocol of one MTA connection (one :class:`ClientContext`)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, hooks: ConnectionHooks) -> None:
         self.client = client
+        self._hooks = hooks
         self.context: ClientContext | None = None
         self.transport: asyncio.Transport | None = None
         #: Why the session ended: finished (QUIT), eof, timeout, protocol error, shutdown, error.
@@ -96,7 +109,7 @@ class Connection(asyncio.Protocol):
         log.debug("[%s] connection from %s", context.tag, _peer(context.peer))
         if self._timeout:
             self._timer = self._loop.call_at(self._last_activity + self._timeout, self._on_timer)
-        client._connection_made(self)
+        self._hooks.opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self._rest is not None:  # a read while slices wait (reading was paused): keep order
@@ -193,7 +206,7 @@ class Connection(asyncio.Protocol):
                 deadline.cancel()
             self._deadlines.clear()
             self._summary()
-            self.client._connection_lost(self)
+            self._hooks.closed(self)
 
     # -------------------------------------------------------------- flow control
 

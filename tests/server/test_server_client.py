@@ -472,3 +472,26 @@ def test_client_rejects_bad_options() -> None:
     with pytest.raises(RuntimeError, match="not listening"):
         _ = Client().address
     assert socket.SOMAXCONN == Client().backlog
+
+
+@pytest.mark.parametrize("as_worker", [False, True])
+def test_a_worker_leaves_the_socket_file_to_its_master(as_worker: bool) -> None:
+    with short_tmpdir() as tmp:
+        path = tmp / "m.sock"
+
+        async def scenario() -> None:
+            client = Client(f"unix:{path}", socket_activation=False)
+            if as_worker:
+                client.become_worker(2)
+            async with client:
+                assert client.worker_id == (2 if as_worker else 0)
+                assert path.exists()
+                await session(client.address_spec)
+
+        run(scenario())
+        assert path.exists() == as_worker
+
+
+def test_a_worker_id_is_one_or_more() -> None:
+    with pytest.raises(ValueError, match="a worker's id is 1 or more, not 0"):
+        Client("inet:0@127.0.0.1").become_worker(0)
