@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,19 @@ from typing import Any
 import pytest
 from managerlib import (
     FILTERS,
+    child_server,
     headers,
     managed_session,
     packet,
     run_managed,
     scripted_child,
-    start_server,
+    serving,
     to,
 )
 from milterproc import MilterProcess
 from postfix import free_port
 
-from milterkit import Client, Status
+from milterkit import Status
 from milterkit.manager import ChildSpec, ChildStartError, Manager
 from milterkit.mta import MilterChannel
 from milterkit.protocol import QuitNewConnection
@@ -53,8 +53,7 @@ def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
         writer.close()
 
     async def main() -> object:
-        server, spec = await start_server(silent)
-        async with server:
+        async with child_server(silent) as spec:
             manager = Manager([ChildSpec("silent", spec, connect_timeout=0.3,
                                          connect_attempts=1)])
             return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
@@ -69,27 +68,8 @@ def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
 
 def test_a_child_that_dies_mid_message_gets_its_fallback_and_the_session_goes_on(
         guard: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async def dies_at_end_of_message(reader: asyncio.StreamReader,
-                                     writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                size = struct.unpack("!I", await reader.readexactly(4))[0]
-                data = await reader.readexactly(size)
-            except asyncio.IncompleteReadError:
-                break
-            code = data[:1]
-            if code == b"O":
-                writer.write(packet(b"O", struct.pack("!III", 6, 0x1FF, 0)))
-            elif code == b"E":
-                break  # gone, without a word
-            elif code in b"CHMRTLNBU":
-                writer.write(packet(b"c"))
-            await writer.drain()
-        writer.close()
-
     async def main() -> object:
-        server, spec = await start_server(dies_at_end_of_message)
-        async with server:
+        async with child_server(scripted_child({}, hang_up=b"E")) as spec:  # dies there
             manager = Manager([ChildSpec("fragile", spec, fallback=Status.CONTINUE),
                                ChildSpec("guard", guard)])
             return await managed_session(manager, tmp_path / "m.sock",
@@ -133,7 +113,6 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
     child_spec = f"inet:{free_port()}@127.0.0.1"
     guard = MilterProcess(FILTERS / "guard.py", child_spec)
     manager = Manager([ChildSpec("guard", child_spec, connect_attempts=1)])
-    spec = f"unix:{tmp_path / 'm.sock'}"
 
     async def one_client(mta: MilterChannel) -> list[Any]:
         await mta.connect()
@@ -143,9 +122,7 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
         return outcome.modifications
 
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
-        client = Client(spec, shutdown_timeout=2.0)
-        manager.setup(client)
-        async with client:
+        async with serving(manager, tmp_path / "m.sock") as spec:
             first = await MilterChannel.open(spec)  # guard up: its needs become known
             await first.negotiate()
             seen = await one_client(first)
@@ -175,8 +152,7 @@ def test_a_modification_before_end_of_message_is_the_childs_protocol_error(
     early = packet(b"h", b"X-Early\0yes\0") + packet(b"c")
 
     async def main() -> object:
-        server, spec = await start_server(scripted_child({b"R": [early]}))
-        async with server:
+        async with child_server(scripted_child({b"R": [early]})) as spec:
             manager = Manager([ChildSpec("early", spec, fallback=Status.TEMPORARY_FAILURE)])
             return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
 
@@ -206,16 +182,12 @@ def test_an_auto_started_child_is_started_again_at_most_max_restarts_times(
         child.process.process.wait()
 
     async def main() -> tuple[object, object]:
-        client = Client(f"unix:{tmp_path / 'm.sock'}", shutdown_timeout=2.0)
-        manager.setup(client)  # starts it
-        async with client:
+        async with serving(manager, tmp_path / "m.sock") as spec:  # starts it
             kill()
-            again = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
-                                            [to("bob@example.org")])
+            again = await run_session_async(spec, [to("bob@example.org")])
             kill()
             manager.children[0].spec.connect_attempts = 2
-            gone = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
-                                           [to("bob@example.org")])
+            gone = await run_session_async(spec, [to("bob@example.org")])
             return again, gone
 
     try:
@@ -236,12 +208,9 @@ def test_retry_after_rests_a_child_that_could_not_be_reached(
                                  retry_after=600.0)])
 
     async def main() -> None:
-        client = Client(f"unix:{tmp_path / 'm.sock'}", shutdown_timeout=2.0)
-        manager.setup(client)
-        async with client:
+        async with serving(manager, tmp_path / "m.sock") as spec:
             for _ in range(3):
-                result = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
-                                                 [to("bob@example.org")])
+                result = await run_session_async(spec, [to("bob@example.org")])
                 assert result.error is None
 
     asyncio.run(main())
