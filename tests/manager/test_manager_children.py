@@ -19,6 +19,7 @@ from managerlib import (
     managed_session,
     packet,
     run_managed,
+    run_with_child,
     scripted_child,
     stamp,
     to,
@@ -163,14 +164,9 @@ def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None
 
 def test_a_childs_multi_line_reply_reaches_the_mta_as_it_wrote_it(tmp_path: Path) -> None:
     text = b"550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure\0"
-
-    async def main() -> object:
-        async with child_server(scripted_child({b"M": [packet(b"y", text)]})) as spec:
-            return await managed_session(Manager([ChildSpec("wordy", spec)]),
-                                         tmp_path / "m.sock", [to("bob@example.org")])
-
-    result = asyncio.run(main())
-    (outcome,) = result.messages  # type: ignore[attr-defined]
+    result = run_with_child(scripted_child({b"M": [packet(b"y", text)]}), "wordy",
+                            tmp_path / "m.sock")
+    (outcome,) = result.messages
     assert outcome.status is Status.REJECT
     assert outcome.reply == "550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure"
 

@@ -18,6 +18,7 @@ from managerlib import (
     managed_session,
     packet,
     run_managed,
+    run_with_child,
     scripted_child,
     serving,
     to,
@@ -52,16 +53,11 @@ def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
         await reader.read()  # never answers
         writer.close()
 
-    async def main() -> object:
-        async with child_server(silent) as spec:
-            manager = Manager([ChildSpec("silent", spec, connect_timeout=0.3,
-                                         connect_attempts=1)])
-            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
-
     caplog.set_level(logging.INFO, logger="milterkit")
-    result = asyncio.run(main())
+    result = run_with_child(silent, "silent", tmp_path / "m.sock", connect_timeout=0.3,
+                            connect_attempts=1)
     # Its fallback (accept) at CONNECT; the only member accepted, so the MTA is told ACCEPT.
-    assert result.error is None and result.connect_status is Status.ACCEPT  # type: ignore[attr-defined]
+    assert result.error is None and result.connect_status is Status.ACCEPT
     assert "cannot connect to" in caplog.text
     assert "after 1 attempt(s): no connection and negotiation within 0.3 s" in caplog.text
 
@@ -150,14 +146,9 @@ def test_a_modification_before_end_of_message_is_the_childs_protocol_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="milterkit")
     early = packet(b"h", b"X-Early\0yes\0") + packet(b"c")
-
-    async def main() -> object:
-        async with child_server(scripted_child({b"R": [early]})) as spec:
-            manager = Manager([ChildSpec("early", spec, fallback=Status.TEMPORARY_FAILURE)])
-            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
-
-    result = asyncio.run(main())
-    (outcome,) = result.messages  # type: ignore[attr-defined]
+    result = run_with_child(scripted_child({b"R": [early]}), "early", tmp_path / "m.sock",
+                            fallback=Status.TEMPORARY_FAILURE)
+    (outcome,) = result.messages
     # Its fallback at RCPT, for that recipient (the MTA refuses it temporarily).
     (refused,) = outcome.rejected_recipients
     assert refused.status is Status.TEMPORARY_FAILURE
@@ -220,3 +211,17 @@ def test_retry_after_rests_a_child_that_could_not_be_reached(
     rested = [m for m in messages if "down after 1 failed connection(s); not tried for 600 s"
               in m]
     assert len(rested) == 2
+
+
+def test_a_reply_before_the_verdict_that_is_no_modification_is_the_childs_failure(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="milterkit")
+    # At end-of-message: a header (carried out), then 'f', which is neither a change nor a
+    # verdict, then the verdict.
+    odd = packet(b"h", b"X-First\0yes\0") + packet(b"f") + packet(b"c")
+    result = run_with_child(scripted_child({b"E": [odd]}), "odd", tmp_path / "m.sock",
+                            fallback=Status.TEMPORARY_FAILURE)
+    (outcome,) = result.messages
+    assert outcome.status is Status.TEMPORARY_FAILURE  # its fallback
+    assert "filter odd failed at end-of-message (ChildFailure: unexpected reply " \
+        "ConnectionFailure before end-of-message's verdict)" in caplog.text

@@ -19,6 +19,7 @@ from stack import Stack
 
 from milterkit import Client
 from milterkit.compose import FilterSpec, unit_from_object
+from milterkit.manager import ChildSpec, Manager
 from milterkit.testing import Message, SessionResult, run_session_async
 
 HERE = Path(__file__).resolve().parents[1]
@@ -154,6 +155,20 @@ async def child_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWr
     port = server.sockets[0].getsockname()[1]
     async with server:
         yield f"inet:{port}@127.0.0.1"
+
+
+def run_with_child(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                     Awaitable[None]],
+                   name: str, socket_path: Path, **options: Any) -> SessionResult:
+    """One session (a message to bob@example.org) against a manager whose one member is the
+    hand-made child ``name`` that ``handler`` serves, with :class:`ChildSpec` ``options``."""
+
+    async def main() -> SessionResult:
+        async with child_server(handler) as spec:
+            manager = Manager([ChildSpec(name, spec, **options)])
+            return await managed_session(manager, socket_path, [to("bob@example.org")])
+
+    return asyncio.run(main())
 
 
 def stamp(client: Any) -> None:
