@@ -19,9 +19,9 @@ context turns such a result into a status):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from .protocol import replies as rep
 from .reply import format_reply
@@ -67,6 +67,47 @@ _MODIFICATIONS = (
 )
 
 
+def is_modification(value: object) -> TypeGuard[Modification]:
+    """Whether ``value`` is one of the :data:`Modification` classes (what
+    :func:`apply_modification` takes); a caller with replies of other kinds checks first."""
+    return isinstance(value, _MODIFICATIONS)
+
+
+class ModificationTarget(Protocol):
+    """What :func:`apply_modification` carries a modification out on: the actions of
+    :class:`~milterkit.ClientContext` (and of a composed filter's
+    :class:`~milterkit.compose.view.FilterView`) that the nine modification classes stand for.
+
+    They are eight: ``AddRecipient`` and ``AddRecipientWithParameters`` both become
+    ``add_recipient``. ``delete_header`` is not among them, since no modification stands for it
+    (a ``ChangeHeader`` with no value deletes).
+    """
+
+    def add_header(self, name: str, value: str) -> None:
+        """Append a header."""
+
+    def insert_header(self, index: int, name: str, value: str) -> None:
+        """Insert a header at ``index`` (0 = topmost)."""
+
+    def change_header(self, name: str, index: int, value: str | None) -> None:
+        """Change the ``index``-th (1-based) header called ``name``; None or "" deletes it."""
+
+    def add_recipient(self, recipient: str, parameters: str | Iterable[str] | None = None) -> None:
+        """Add an envelope recipient, optionally with ESMTP parameters."""
+
+    def delete_recipient(self, recipient: str) -> None:
+        """Remove an envelope recipient."""
+
+    def change_from(self, sender: str, parameters: str | Iterable[str] | None = None) -> None:
+        """Replace the envelope sender, optionally with ESMTP parameters."""
+
+    def replace_body(self, body: bytes) -> None:
+        """Replace the body."""
+
+    def quarantine(self, reason: str) -> None:
+        """Put the message on hold with ``reason``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Queued:
     """A modification asked for before end-of-message, to be carried out there."""
@@ -99,7 +140,7 @@ def to_status(context: ClientContext, stage: str, result: Any) -> Status | None:
         else:
             context.shelf.setdefault(QUEUE_KEY, []).append(result.modification)
         return None
-    if isinstance(result, _MODIFICATIONS):
+    if is_modification(result):
         if stage != "end-of-message":
             raise ActionError(
                 f"{type(result).__name__} returned at {stage}: modifications happen at "
@@ -126,23 +167,28 @@ def apply_queued(context: ClientContext) -> None:
         apply_modification(context, modification)
 
 
-def apply_modification(context: ClientContext, m: Modification) -> None:
-    """Carry out one modification with the context's action of the same meaning."""
+def apply_modification(target: ModificationTarget, m: Modification) -> None:
+    """Carry out one modification with the target's action of the same meaning.
+
+    The target is a :class:`~milterkit.ClientContext` for what a handler returns, or a composed
+    filter's view for what a child milter sent (:mod:`milterkit.manager`), so that a change is
+    checked as the target checks any call of the action.
+    """
     if isinstance(m, rep.AddHeader):
-        context.add_header(m.name, m.value)
+        target.add_header(m.name, m.value)
     elif isinstance(m, rep.InsertHeader):
-        context.insert_header(m.index, m.name, m.value)
+        target.insert_header(m.index, m.name, m.value)
     elif isinstance(m, rep.ChangeHeader):
-        context.change_header(m.name, m.index, m.value)
+        target.change_header(m.name, m.index, m.value)
     elif isinstance(m, rep.AddRecipient):
-        context.add_recipient(m.recipient)
+        target.add_recipient(m.recipient)
     elif isinstance(m, rep.AddRecipientWithParameters):
-        context.add_recipient(m.recipient, m.parameters)
+        target.add_recipient(m.recipient, m.parameters)
     elif isinstance(m, rep.DeleteRecipient):
-        context.delete_recipient(m.recipient)
+        target.delete_recipient(m.recipient)
     elif isinstance(m, rep.ChangeFrom):
-        context.change_from(m.sender, m.parameters)
+        target.change_from(m.sender, m.parameters)
     elif isinstance(m, rep.ReplaceBody):
-        context.replace_body(m.chunk)
+        target.replace_body(m.chunk)
     else:
-        context.quarantine(m.reason)
+        target.quarantine(m.reason)

@@ -26,12 +26,18 @@ class CommandError(Exception):
 class _Alias(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
+        self._own_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self._own_spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass  # the target module ran when it was imported under its own name
+        # The target module ran when it was imported under its own name. The import system
+        # has just given it the alias's spec; give its own back, or its __package__ and
+        # __spec__.parent disagree and every relative import warns (Python 3.12+).
+        module.__spec__ = self._own_spec
 
 
 class ShadowFinder(importlib.abc.MetaPathFinder):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..protocol.constants import ProtocolFlag
+from ..protocol.steps import STEPS
 from ..status import Status
 
 S = Status
@@ -25,18 +26,11 @@ RANK: dict[Status, int] = {
 REFUSALS = frozenset({S.DISCARD, S.REJECT, S.TEMPORARY_FAILURE})
 
 #: Every replying stage a filter can take part in, in protocol order, with the protocol step
-#: that tells the MTA not to send its event (None: the event always comes).
+#: that tells the MTA not to send its event (None: the event always comes). Read from the
+#: steps table: the stages after negotiation that the MTA waits on.
 EVENT_FLAGS: dict[str, ProtocolFlag | None] = {
-    "connect": ProtocolFlag.NO_CONNECT,
-    "helo": ProtocolFlag.NO_HELO,
-    "envelope-from": ProtocolFlag.NO_ENVELOPE_FROM,
-    "envelope-recipient": ProtocolFlag.NO_ENVELOPE_RECIPIENT,
-    "data": ProtocolFlag.NO_DATA,
-    "unknown": ProtocolFlag.NO_UNKNOWN,
-    "header": ProtocolFlag.NO_HEADERS,
-    "end-of-header": ProtocolFlag.NO_END_OF_HEADER,
-    "body": ProtocolFlag.NO_BODY,
-    "end-of-message": None,
+    step.signal: step.no_event or None
+    for step in STEPS if step.signal not in (None, "negotiate") and step.answered
 }
 STAGE_NAMES: tuple[str, ...] = tuple(EVENT_FLAGS)
 #: Stages whose verdict is about the whole SMTP connection, not one message.

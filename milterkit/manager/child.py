@@ -28,6 +28,7 @@ from ..protocol.constants import ActionFlag, MacroStage, ProtocolFlag
 from ..protocol.negotiation import Option
 from ..protocol.replies import NegotiateReply
 from ..protocol.steps import STEP_OF_SIGNAL
+from ..responses import apply_modification, is_modification
 from ..status import Status
 from .link import ChildFailure, ChildLink
 from .process import ChildProcess
@@ -219,7 +220,12 @@ class ChildMilter:
             raise ChildFailure(f"protocol error: a modification at {stage}")
         if stage == "end-of-message":
             for change in changes:
-                _apply(view, change)
+                # Checked in turn, not all first: the changes ahead of an unexpected reply
+                # are recorded by the time it fails, as they always were.
+                if not is_modification(change):
+                    raise ChildFailure(f"unexpected reply {type(change).__name__} before "
+                                       "end-of-message's verdict")
+                apply_modification(view, change)
         if final is None:
             return S.CONTINUE  # not asked to answer (a no-reply step)
         if isinstance(final, rp.ReplyText):
@@ -251,31 +257,6 @@ def _progress(view: FilterView) -> Callable[[], None]:
                       exc)
 
     return progress
-
-
-def _apply(view: FilterView, change: Any) -> None:
-    """A child's modification as the member's change (checked as the view checks any)."""
-    if isinstance(change, rp.AddHeader):
-        view.add_header(change.name, change.value)
-    elif isinstance(change, rp.InsertHeader):
-        view.insert_header(change.index, change.name, change.value)
-    elif isinstance(change, rp.ChangeHeader):
-        view.change_header(change.name, change.index, change.value)
-    elif isinstance(change, rp.AddRecipient):
-        view.add_recipient(change.recipient)
-    elif isinstance(change, rp.AddRecipientWithParameters):
-        view.add_recipient(change.recipient, change.parameters)
-    elif isinstance(change, rp.DeleteRecipient):
-        view.delete_recipient(change.recipient)
-    elif isinstance(change, rp.ChangeFrom):
-        view.change_from(change.sender, change.parameters)
-    elif isinstance(change, rp.ReplaceBody):
-        view.replace_body(change.chunk)
-    elif isinstance(change, rp.Quarantine):
-        view.quarantine(change.reason)
-    else:
-        raise ChildFailure(f"unexpected reply {type(change).__name__} before end-of-message's "
-                           "verdict")
 
 
 def _reply_text(view: FilterView, text: str) -> Status:

@@ -23,7 +23,7 @@ from ..protocol.constants import DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage, Pr
 from ..signals import SignalTable
 from ..status import Status
 from . import listen
-from .connection import Connection
+from .connection import Connection, ConnectionHooks
 from .listen import Listener
 from .session import SessionSignals
 from .spec import ConnectionSpec, parse_spec
@@ -259,7 +259,8 @@ class Client:
         # blocking the loop: further MTAs wait in the kernel's backlog, as libmilter's do.
         loop = asyncio.get_running_loop()
         sock = listener.sock
-        factory = lambda: Connection(self)  # noqa: E731
+        hooks = ConnectionHooks(opened=self._connection_made, closed=self._connection_lost)
+        factory = lambda: Connection(self, hooks)  # noqa: E731
         delay = 0.0  # the current back-off; 0 while accept() works
         failures = 0
         while True:
@@ -327,6 +328,15 @@ class Client:
         except asyncio.CancelledError:  # the listener is closing: this one is not served
             conn.close()
             raise
+
+    def become_worker(self, worker_id: int) -> None:
+        """Serve as worker ``worker_id`` (1..N) of a :class:`~milterkit.server.Supervisor`:
+        :attr:`worker_id` says so to handlers and logs, and the unix socket files are left to
+        the master, which made them and removes them."""
+        if worker_id < 1:
+            raise ValueError(f"a worker's id is 1 or more, not {worker_id}")
+        self.worker_id = worker_id
+        self.unlink_on_close = False
 
     def _connection_made(self, connection: Connection) -> None:
         self.connections.add(connection)

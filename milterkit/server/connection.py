@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ..context import ClientContext, StateError
@@ -32,11 +33,23 @@ Done = Callable[[Any, "BaseException | None"], None]
 FEED_SLICE = 16 * 1024
 
 
+@dataclass(frozen=True)
+class ConnectionHooks:
+    """What a :class:`Connection` tells the server that accepted it, and nothing else: the
+    Client hands these to each connection, so the connection never reaches into the Client."""
+
+    #: Called once the connection's context exists (counted, ``connection-established``).
+    opened: Callable[[Connection], None]
+    #: Called once the session has ended (uncounted, ``connection-finished``).
+    closed: Callable[[Connection], None]
+
+
 class Connection(asyncio.Protocol):
     """The asyncio protocol of one MTA connection (one :class:`ClientContext`)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, hooks: ConnectionHooks) -> None:
         self.client = client
+        self._hooks = hooks
         self.context: ClientContext | None = None
         self.transport: asyncio.Transport | None = None
         #: Why the session ended: finished (QUIT), eof, timeout, protocol error, shutdown, error.
@@ -97,7 +110,7 @@ class Connection(asyncio.Protocol):
         log.debug("[%s] connection from %s", context.tag, _peer(context.peer))
         if self._timeout:
             self._timer = self._loop.call_at(self._last_activity + self._timeout, self._on_timer)
-        client._connection_made(self)
+        self._hooks.opened(self)
 
     def data_received(self, data: bytes) -> None:
         if self._rest is not None:  # a read while slices wait (reading was paused): keep order
@@ -197,7 +210,7 @@ class Connection(asyncio.Protocol):
             self._deadlines.clear()
             self.client.session_signals.detach(context)
             self._summary()
-            self.client._connection_lost(self)
+            self._hooks.closed(self)
 
     # -------------------------------------------------------------- flow control
 
@@ -324,6 +337,12 @@ class Connection(asyncio.Protocol):
             log.info("[%s] the peer read nothing for %g s while we closed: aborting",
                      context.tag, self._timeout)
             self.abort("timeout")
+            return
+        if context.pending is not None:
+            # A handler owes the MTA its reply: the silence is ours, not the MTA's (libmilter
+            # times only the MTA's I/O; the handler deadline bounds a slow handler). Writing
+            # the reply counts as activity, so the MTA gets a whole timeout from there.
+            self._timer = self._loop.call_at(self._loop.time() + self._timeout, self._on_timer)
             return
         log.info("[%s] no activity for %g s: timing out", context.tag, self._timeout)
         self.reason = "timeout"

@@ -226,8 +226,7 @@ class Supervisor:
             for worker in self.workers:
                 _close_pipe(worker)
             client = self.client
-            client.worker_id = worker_id
-            client.unlink_on_close = False  # the socket files belong to the master
+            client.become_worker(worker_id)
             run_loop(self._serve(pipe), self.loop, serving=True)
             code = 0
         except BaseException:

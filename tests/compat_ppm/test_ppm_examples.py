@@ -8,6 +8,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,20 +46,33 @@ def test_example_matches_purepythonmilter(
     args, expected = CASES[name]
     outputs = {}
     for kind in ("reference", "compat"):
+        # On Python 3.13 the real purepythonmilter 0.0.1 loses the race between its reader
+        # seeing EOF (test-server, like Postfix, closes right after QUIT) and its session
+        # running the queued ABORT and QUIT, so there it seldom calls those two hooks;
+        # milterkit always does.
+        teardown = kind == "compat" or sys.version_info < (3, 13)
         with AppProcess(kind, examples[name], args, reference=reference) as app:
             outputs[kind] = test_server(app.spec, "-H", "Subject: hello", "-b", "first chunk\n",
                                         "-b", "second chunk\n")
             log = app.log()
+            # test-server is done once it has sent QUIT; the milter logs "On quit" as it
+            # reads it, a moment later.
+            deadline = time.monotonic() + 10
+            while (name == "debug_log_all" and teardown and "On quit" not in log
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+                log = app.log()
         if name == "debug_log_all":
             # Every hook ran and logged with its connection id, in both implementations.
-            for line in ("On connect: args=ConnectionInfoArgsIPv4(hostname='mx.example.net', "
-                         "addr=IPv4Address('192.168.123.123'), port=50443)",
-                         "On HELO: hostname=mx.example.net",
-                         "On MAIL FROM: address=sender@example.com",
-                         "On RCPT TO: address=receiver@example.org", "On DATA",
-                         "On header: name=Subject text='hello'", "On end of headers",
-                         "On body chunk: length=", "On end of message", "On abort",
-                         "On quit"):
+            lines = ["On connect: args=ConnectionInfoArgsIPv4(hostname='mx.example.net', "
+                     "addr=IPv4Address('192.168.123.123'), port=50443)",
+                     "On HELO: hostname=mx.example.net",
+                     "On MAIL FROM: address=sender@example.com",
+                     "On RCPT TO: address=receiver@example.org", "On DATA",
+                     "On header: name=Subject text='hello'", "On end of headers",
+                     "On body chunk: length=", "On end of message",
+                     *(["On abort", "On quit"] if teardown else [])]
+            for line in lines:
                 assert re.search(r"[0-9a-f]{8}: " + re.escape(line), log), (kind, line, log)
     assert expected in outputs["compat"]
     assert outputs["compat"] == outputs["reference"]

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from managerlib import (
     FILTERS,
+    child_server,
     filter_spec,
     headers,
     managed_session,
     packet,
     run_managed,
+    run_with_child,
     scripted_child,
-    start_server,
+    stamp,
     to,
 )
 from milterproc import MilterProcess
@@ -32,12 +34,6 @@ from milterkit.protocol import ProtocolFlag as P
 
 
 def test_a_child_and_a_filter_combine(guard: str, tmp_path: Path) -> None:
-    def stamp(client: object) -> None:
-        def eom(context: ClientContext, chunk: bytes) -> None:
-            context.add_header("X-Stamp", "python")
-
-        client.connect("end-of-message", eom)  # type: ignore[attr-defined]
-
     manager = Manager([ChildSpec("guard", guard)], [filter_spec("stamp", stamp)])
     result = run_managed(manager, tmp_path / "m.sock")
     assert result.error is None
@@ -151,8 +147,7 @@ def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None
     received: list[bytes] = []
 
     async def main() -> object:
-        server, spec = await start_server(scripted_child({}, received=received))
-        async with server:
+        async with child_server(scripted_child({}, received=received)) as spec:
             manager = Manager([ChildSpec("local-only", spec,
                                          conditions=[RemoteNetwork(["192.168.0.0/16"])])])
             result = await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
@@ -169,15 +164,9 @@ def test_a_child_detached_by_a_condition_still_gets_quit(tmp_path: Path) -> None
 
 def test_a_childs_multi_line_reply_reaches_the_mta_as_it_wrote_it(tmp_path: Path) -> None:
     text = b"550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure\0"
-
-    async def main() -> object:
-        server, spec = await start_server(scripted_child({b"M": [packet(b"y", text)]}))
-        async with server:
-            return await managed_session(Manager([ChildSpec("wordy", spec)]),
-                                         tmp_path / "m.sock", [to("bob@example.org")])
-
-    result = asyncio.run(main())
-    (outcome,) = result.messages  # type: ignore[attr-defined]
+    result = run_with_child(scripted_child({b"M": [packet(b"y", text)]}), "wordy",
+                            tmp_path / "m.sock")
+    (outcome,) = result.messages
     assert outcome.status is Status.REJECT
     assert outcome.reply == "550-5.7.1 first line\r\n550 5.7.1 second line, 100%% sure"
 
@@ -192,8 +181,7 @@ def test_each_child_gets_only_the_events_it_asked_for(tmp_path: Path) -> None:
     quiet = int(P.NO_HELO | P.NO_HEADERS | P.NO_BODY | P.NO_END_OF_HEADER | P.NO_DATA)
 
     async def main() -> object:
-        server, spec = await start_server(scripted_child({}, quiet, received=received))
-        async with server:
+        async with child_server(scripted_child({}, quiet, received=received)) as spec:
             manager = Manager([ChildSpec("envelope-only", spec)],
                               [filter_spec("content", headers_too)])
             return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
@@ -237,12 +225,6 @@ name = "stamp"
 
 
 def test_order_puts_a_filter_before_a_child(guard: str, tmp_path: Path) -> None:
-    def stamp(client: object) -> None:
-        def eom(context: ClientContext, chunk: bytes) -> None:
-            context.add_header("X-Stamp", "python")
-
-        client.connect("end-of-message", eom)  # type: ignore[attr-defined]
-
     manager = Manager([ChildSpec("guard", guard)], [filter_spec("stamp", stamp)],
                       order=["stamp", "guard"])
     assert headers(run_managed(manager, tmp_path / "m.sock"))[-2:] == [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,20 @@ from typing import Any
 import pytest
 from managerlib import (
     FILTERS,
+    child_server,
     headers,
     managed_session,
     packet,
     run_managed,
+    run_with_child,
     scripted_child,
-    start_server,
+    serving,
     to,
 )
 from milterproc import MilterProcess
 from postfix import free_port
 
-from milterkit import Client, Status
+from milterkit import Status
 from milterkit.manager import ChildSpec, ChildStartError, Manager
 from milterkit.mta import MilterChannel
 from milterkit.protocol import QuitNewConnection
@@ -52,44 +53,19 @@ def test_a_child_that_never_negotiates_times_out(tmp_path: Path,
         await reader.read()  # never answers
         writer.close()
 
-    async def main() -> object:
-        server, spec = await start_server(silent)
-        async with server:
-            manager = Manager([ChildSpec("silent", spec, connect_timeout=0.3,
-                                         connect_attempts=1)])
-            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
-
     caplog.set_level(logging.INFO, logger="milterkit")
-    result = asyncio.run(main())
+    result = run_with_child(silent, "silent", tmp_path / "m.sock", connect_timeout=0.3,
+                            connect_attempts=1)
     # Its fallback (accept) at CONNECT; the only member accepted, so the MTA is told ACCEPT.
-    assert result.error is None and result.connect_status is Status.ACCEPT  # type: ignore[attr-defined]
+    assert result.error is None and result.connect_status is Status.ACCEPT
     assert "cannot connect to" in caplog.text
     assert "after 1 attempt(s): no connection and negotiation within 0.3 s" in caplog.text
 
 
 def test_a_child_that_dies_mid_message_gets_its_fallback_and_the_session_goes_on(
         guard: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    async def dies_at_end_of_message(reader: asyncio.StreamReader,
-                                     writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                size = struct.unpack("!I", await reader.readexactly(4))[0]
-                data = await reader.readexactly(size)
-            except asyncio.IncompleteReadError:
-                break
-            code = data[:1]
-            if code == b"O":
-                writer.write(packet(b"O", struct.pack("!III", 6, 0x1FF, 0)))
-            elif code == b"E":
-                break  # gone, without a word
-            elif code in b"CHMRTLNBU":
-                writer.write(packet(b"c"))
-            await writer.drain()
-        writer.close()
-
     async def main() -> object:
-        server, spec = await start_server(dies_at_end_of_message)
-        async with server:
+        async with child_server(scripted_child({}, hang_up=b"E")) as spec:  # dies there
             manager = Manager([ChildSpec("fragile", spec, fallback=Status.CONTINUE),
                                ChildSpec("guard", guard)])
             return await managed_session(manager, tmp_path / "m.sock",
@@ -133,7 +109,6 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
     child_spec = f"inet:{free_port()}@127.0.0.1"
     guard = MilterProcess(FILTERS / "guard.py", child_spec)
     manager = Manager([ChildSpec("guard", child_spec, connect_attempts=1)])
-    spec = f"unix:{tmp_path / 'm.sock'}"
 
     async def one_client(mta: MilterChannel) -> list[Any]:
         await mta.connect()
@@ -143,9 +118,7 @@ def test_a_new_smtp_client_reconnects_a_child_that_was_down(tmp_path: Path) -> N
         return outcome.modifications
 
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
-        client = Client(spec, shutdown_timeout=2.0)
-        manager.setup(client)
-        async with client:
+        async with serving(manager, tmp_path / "m.sock") as spec:
             first = await MilterChannel.open(spec)  # guard up: its needs become known
             await first.negotiate()
             seen = await one_client(first)
@@ -173,15 +146,9 @@ def test_a_modification_before_end_of_message_is_the_childs_protocol_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="milterkit")
     early = packet(b"h", b"X-Early\0yes\0") + packet(b"c")
-
-    async def main() -> object:
-        server, spec = await start_server(scripted_child({b"R": [early]}))
-        async with server:
-            manager = Manager([ChildSpec("early", spec, fallback=Status.TEMPORARY_FAILURE)])
-            return await managed_session(manager, tmp_path / "m.sock", [to("bob@example.org")])
-
-    result = asyncio.run(main())
-    (outcome,) = result.messages  # type: ignore[attr-defined]
+    result = run_with_child(scripted_child({b"R": [early]}), "early", tmp_path / "m.sock",
+                            fallback=Status.TEMPORARY_FAILURE)
+    (outcome,) = result.messages
     # Its fallback at RCPT, for that recipient (the MTA refuses it temporarily).
     (refused,) = outcome.rejected_recipients
     assert refused.status is Status.TEMPORARY_FAILURE
@@ -206,16 +173,12 @@ def test_an_auto_started_child_is_started_again_at_most_max_restarts_times(
         child.process.process.wait()
 
     async def main() -> tuple[object, object]:
-        client = Client(f"unix:{tmp_path / 'm.sock'}", shutdown_timeout=2.0)
-        manager.setup(client)  # starts it
-        async with client:
+        async with serving(manager, tmp_path / "m.sock") as spec:  # starts it
             kill()
-            again = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
-                                            [to("bob@example.org")])
+            again = await run_session_async(spec, [to("bob@example.org")])
             kill()
             manager.children[0].spec.connect_attempts = 2
-            gone = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
-                                           [to("bob@example.org")])
+            gone = await run_session_async(spec, [to("bob@example.org")])
             return again, gone
 
     try:
@@ -236,12 +199,9 @@ def test_retry_after_rests_a_child_that_could_not_be_reached(
                                  retry_after=600.0)])
 
     async def main() -> None:
-        client = Client(f"unix:{tmp_path / 'm.sock'}", shutdown_timeout=2.0)
-        manager.setup(client)
-        async with client:
+        async with serving(manager, tmp_path / "m.sock") as spec:
             for _ in range(3):
-                result = await run_session_async(f"unix:{tmp_path / 'm.sock'}",
-                                                 [to("bob@example.org")])
+                result = await run_session_async(spec, [to("bob@example.org")])
                 assert result.error is None
 
     asyncio.run(main())
@@ -251,3 +211,17 @@ def test_retry_after_rests_a_child_that_could_not_be_reached(
     rested = [m for m in messages if "down after 1 failed connection(s); not tried for 600 s"
               in m]
     assert len(rested) == 2
+
+
+def test_a_reply_before_the_verdict_that_is_no_modification_is_the_childs_failure(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="milterkit")
+    # At end-of-message: a header (carried out), then 'f', which is neither a change nor a
+    # verdict, then the verdict.
+    odd = packet(b"h", b"X-First\0yes\0") + packet(b"f") + packet(b"c")
+    result = run_with_child(scripted_child({b"E": [odd]}), "odd", tmp_path / "m.sock",
+                            fallback=Status.TEMPORARY_FAILURE)
+    (outcome,) = result.messages
+    assert outcome.status is Status.TEMPORARY_FAILURE  # its fallback
+    assert "filter odd failed at end-of-message (ChildFailure: unexpected reply " \
+        "ConnectionFailure before end-of-message's verdict)" in caplog.text

@@ -3,7 +3,8 @@
 :class:`RedisServer` runs ``redis-server`` with no persistence; :class:`HAProxy` runs
 ``haproxy -db`` on the configuration shipped in ``examples/scale-out/haproxy.cfg``, its
 addresses set through the environment variables that file reads (as ``run.sh`` does).
-:func:`scrape` reads a metrics endpoint into ``{(name, labels): value}``.
+:func:`scrape` reads a metrics endpoint into ``{(name, labels): value}``; :func:`one_message`
+sends one message with the raw MTA, :func:`taken_port` holds a port that is in use.
 """
 
 from __future__ import annotations
@@ -17,18 +18,21 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from availability import need
 from postfix import free_port
+
+from milterkit.testing.raw_mta import MTA, Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALE_OUT = ROOT / "examples" / "scale-out"
 HAPROXY_CFG = SCALE_OUT / "haproxy.cfg"
 
 __all__ = ["HAPROXY_CFG", "HAProxy", "RedisServer", "SCALE_OUT", "Sample", "http_get",
-           "need_scale_tools", "scrape", "wait_for"]
+           "need_scale_tools", "one_message", "scrape", "taken_port", "wait_for"]
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -58,6 +62,28 @@ def wait_for(condition: object, what: str, timeout: float = 15.0, pause: float =
         time.sleep(pause)
 
 
+async def one_message(spec: str, address: str, **message: Any) -> Outcome:
+    """One message (``message``: the raw MTA's sender, recipients...) from SMTP client
+    ``address``, on a connection of its own to ``spec`` that is closed after."""
+    mta = await MTA.open(spec)
+    try:
+        await mta.negotiate()
+        await mta.connect(address=address)
+        return await mta.message(**message)
+    finally:
+        await mta.close()
+
+
+@contextlib.contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback TCP port that is bound and listened on for the body: one a program is to
+    refuse to serve on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
@@ -79,6 +105,18 @@ class _Process:
             self.process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=log, cwd=self.dir,
                                             env={**os.environ, **(env or {})})
+
+    def _start_listening(self, argv: Sequence[str], port: int,
+                         env: Mapping[str, str] | None = None) -> None:
+        """Spawn ``argv`` and wait until it listens on loopback ``port``; RuntimeError with its
+        log if it exits first."""
+        self._spawn(argv, env)
+        assert self.process is not None
+        process = self.process
+        wait_for(lambda: process.poll() is not None or _accepts("127.0.0.1", port),
+                 f"{argv[0]} to listen")
+        if process.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited with {process.returncode}\n{self.log()}")
 
     def log(self) -> str:
         try:
@@ -114,15 +152,9 @@ class RedisServer(_Process):
 
     def start(self) -> RedisServer:
         self.port = free_port()
-        self._spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                     "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-                     "--daemonize", "no"])
-        assert self.process is not None
-        process = self.process
-        wait_for(lambda: process.poll() is not None or _accepts("127.0.0.1", self.port),
-                 "redis-server to listen")
-        if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {process.returncode}\n{self.log()}")
+        self._start_listening(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                               "--daemonize", "no"], self.port)
         return self
 
     def __enter__(self) -> RedisServer:
@@ -167,13 +199,8 @@ class HAProxy(_Process):
                                env={**os.environ, **self.environment()})
         if check.returncode != 0:
             raise RuntimeError(f"haproxy -c refused {HAPROXY_CFG}:\n{check.stdout}{check.stderr}")
-        self._spawn(["haproxy", "-db", "-f", str(HAPROXY_CFG)], self.environment())
-        assert self.process is not None
-        process = self.process
-        wait_for(lambda: process.poll() is not None or _accepts("127.0.0.1", self.port),
-                 "haproxy to listen")
-        if process.poll() is not None:
-            raise RuntimeError(f"haproxy exited with {process.returncode}\n{self.log()}")
+        self._start_listening(["haproxy", "-db", "-f", str(HAPROXY_CFG)], self.port,
+                              self.environment())
         return self
 
     def command(self, line: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from milterproc import MilterProcess
 from postfix import free_port
-from scalelib import Sample, http_get, need_scale_tools, scrape, wait_for
+from scalelib import Sample, http_get, need_scale_tools, scrape, taken_port, wait_for
 
 from milterkit import Client, ClientContext, Status
 from milterkit.server.client import CLIENT_SIGNAL_NAMES
@@ -218,10 +218,7 @@ def test_cli_refuses_bad_metrics_options(args: list[str], message: str) -> None:
 
 
 def test_cli_refuses_a_metrics_port_in_use() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         done = run_cli("--metrics-listen", f"127.0.0.1:{port}")
     assert done.returncode == 2
     assert f"metrics endpoint 127.0.0.1:{port}" in done.stderr

@@ -10,25 +10,26 @@ import sys
 from pathlib import Path
 
 from postfix import free_port
-from scalelib import RedisServer, http_get, need_scale_tools, scrape, wait_for
+from scalelib import (
+    RedisServer,
+    http_get,
+    need_scale_tools,
+    one_message,
+    scrape,
+    taken_port,
+    wait_for,
+)
 
 from milterkit.protocol.replies import Continue, ReplyText
-from milterkit.testing.raw_mta import MTA
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def mail_from(spec: str, address: str) -> bool:
     """One MAIL FROM from SMTP client ``address``: whether it passed."""
-    mta = await MTA.open(spec)
-    try:
-        await mta.negotiate()
-        await mta.connect(address=address)
-        answer = (await mta.message()).steps["envelope-from"].final
-        assert isinstance(answer, (Continue, ReplyText)), answer
-        return isinstance(answer, Continue)
-    finally:
-        await mta.close()
+    answer = (await one_message(spec, address)).steps["envelope-from"].final
+    assert isinstance(answer, (Continue, ReplyText)), answer
+    return isinstance(answer, Continue)
 
 
 def start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, int]:
@@ -76,12 +77,7 @@ def test_two_instances_count_against_one_limit(redis_server: RedisServer) -> Non
 
 
 def test_a_metrics_address_in_use_stops_the_program() -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         done = subprocess.run([sys.executable, str(ROOT / "examples" / "rate_limit.py")],
                               cwd=ROOT, capture_output=True, text=True, timeout=60,
                               env={**os.environ, "RATE_LIMIT_METRICS": f"127.0.0.1:{port}",

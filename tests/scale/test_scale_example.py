@@ -13,10 +13,17 @@ import tempfile
 from pathlib import Path
 
 from postfix import free_port
-from scalelib import SCALE_OUT, HAProxy, RedisServer, http_get, need_scale_tools, wait_for
+from scalelib import (
+    SCALE_OUT,
+    HAProxy,
+    RedisServer,
+    http_get,
+    need_scale_tools,
+    one_message,
+    wait_for,
+)
 
 from milterkit.protocol.replies import AddHeader, Continue, ReplyText
-from milterkit.testing.raw_mta import MTA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,17 +65,12 @@ def test_run_sh_serves_one_address_for_three_instances(redis_server: RedisServer
         haproxy.wait_states({"m1": "UP", "m2": "UP", "m3": "UP"})
 
         async def attempt() -> tuple[bool, list[object]]:
-            mta = await MTA.open(f"inet:{frontend}@127.0.0.1")
-            try:
-                await mta.negotiate()
-                await mta.connect(address="203.0.113.9")
-                outcome = await mta.message(sender="<run-sh@example.net>",
-                                            recipients=["<rcpt@example.org>"])
-                answer = outcome.recipients["<rcpt@example.org>"].final
-                assert isinstance(answer, (Continue, ReplyText)), answer
-                return isinstance(answer, Continue), list(outcome.modifications)
-            finally:
-                await mta.close()
+            outcome = await one_message(f"inet:{frontend}@127.0.0.1", "203.0.113.9",
+                                        sender="<run-sh@example.net>",
+                                        recipients=["<rcpt@example.org>"])
+            answer = outcome.recipients["<rcpt@example.org>"].final
+            assert isinstance(answer, (Continue, ReplyText)), answer
+            return isinstance(answer, Continue), list(outcome.modifications)
 
         first, _ = asyncio.run(attempt())
         assert not first  # a new triplet: 451

@@ -20,11 +20,10 @@ from collections.abc import Iterator
 import pytest
 from milterproc import EXAMPLES, MilterProcess
 from postfix import PrivatePostfix, free_port
-from scalelib import HAProxy, RedisServer, Sample, need_scale_tools, scrape, wait_for
+from scalelib import HAProxy, RedisServer, Sample, need_scale_tools, one_message, scrape, wait_for
 from scaleload import Load
 
 from milterkit.protocol.replies import Continue
-from milterkit.testing.raw_mta import MTA
 
 pytestmark = pytest.mark.postfix
 
@@ -106,15 +105,9 @@ def test_greylisting_state_is_shared_between_instances(fleet: Fleet) -> None:
     # Straight to the instances (no HAProxy): the first sees a new triplet and defers it, the
     # other two know it at once.
     async def rcpt(milter: MilterProcess) -> bool:
-        mta = await MTA.open(milter.spec)
-        try:
-            await mta.negotiate()
-            await mta.connect(address="198.51.100.20")
-            outcome = await mta.message(sender="<shared@example.net>",
-                                        recipients=["<rcpt@example.org>"])
-            return isinstance(outcome.recipients["<rcpt@example.org>"].final, Continue)
-        finally:
-            await mta.close()
+        outcome = await one_message(milter.spec, "198.51.100.20", sender="<shared@example.net>",
+                                    recipients=["<rcpt@example.org>"])
+        return isinstance(outcome.recipients["<rcpt@example.org>"].final, Continue)
 
     async def scenario() -> list[bool]:
         return [await rcpt(fleet.milters[0]), await rcpt(fleet.milters[1]),

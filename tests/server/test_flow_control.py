@@ -8,6 +8,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from serverlib import run, serving, session, short_tmpdir
@@ -80,14 +81,13 @@ class Flooder:
         self.sock.close()
 
 
-def _signals(client: Client, flooder: list[Flooder]) -> dict[str, list[ClientContext]]:
+def _signals(client: Client, flooder: Flooder) -> dict[str, list[ClientContext]]:
     """The contexts each flow-control signal was emitted for; a pause also tells the flooder."""
     seen: dict[str, list[ClientContext]] = {"backlog-paused": [], "backlog-resumed": []}
 
     def paused(client: Client, context: ClientContext) -> None:
         seen["backlog-paused"].append(context)
-        for one in flooder:
-            one.paused.set()
+        flooder.paused.set()
 
     client.connect("backlog-paused", paused)
     client.connect("backlog-resumed",
@@ -95,30 +95,49 @@ def _signals(client: Client, flooder: list[Flooder]) -> dict[str, list[ClientCon
     return seen
 
 
+async def _flood(
+    client: Client, packet: bytes,
+) -> tuple[Flooder, dict[str, list[ClientContext]], int]:
+    """Flood ``client`` with ``packet`` from a thread until the flooder stalls or gives up:
+    the flooder, the contexts each flow-control signal was emitted for (:func:`_signals`), and
+    how many bytes this process's RSS grew meanwhile."""
+    before = rss()
+    flooder = Flooder(client.address, packet)
+    seen = _signals(client, flooder)
+    await asyncio.get_running_loop().run_in_executor(None, flooder.run)
+    return flooder, seen, rss() - before
+
+
+def _holding_the_flooder(release: asyncio.Event) -> Callable[[Client], None]:
+    """A setup whose MAIL handler holds the flooder's sender (``<a@b>``) until ``release`` is
+    set, so that its flood piles up; other MTAs are answered at once."""
+
+    async def hang(context: ClientContext, sender: str) -> None:
+        if sender == "<a@b>":
+            await release.wait()
+
+    def setup(client: Client) -> None:
+        client.connect("envelope-from", hang)
+
+    return setup
+
+
+def _finished(client: Client) -> asyncio.Event:
+    """Set when a connection of ``client`` has finished."""
+    finished = asyncio.Event()
+    client.connect("connection-finished", lambda c, context: finished.set())
+    return finished
+
+
 def test_a_flood_while_a_handler_is_pending_pauses_reading_with_bounded_memory() -> None:
     async def scenario() -> None:
         release = asyncio.Event()
-
-        async def hang(context: ClientContext, sender: str) -> None:
-            if sender == "<a@b>":  # the flooder's; other MTAs are answered at once
-                await release.wait()
-
-        def setup(client: Client) -> None:
-            client.connect("envelope-from", hang)
-
-        async with serving("inet:0@127.0.0.1", setup) as client:
-            flooders: list[Flooder] = []
-            seen = _signals(client, flooders)
-            before = rss()
-            flooder = Flooder(client.address, MACRO)
-            flooders.append(flooder)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, flooder.run)
+        async with serving("inet:0@127.0.0.1", _holding_the_flooder(release)) as client:
+            flooder, seen, growth = await _flood(client, MACRO)
             assert flooder.failed is None
             # The peer is blocked long before its 64 MiB are out, and the milter holds little.
             assert flooder.stalled
             assert flooder.sent < FLOOD // 4
-            growth = rss() - before
             assert growth < 64 * MB, f"RSS grew {growth / MB:.1f} MiB"
             (connection,) = client.connections
             assert connection.paused == {"backlog"}
@@ -146,19 +165,14 @@ def test_past_the_hard_bound_a_flood_is_a_protocol_error_for_that_connection_onl
     async def scenario() -> None:
         errors: list[BaseException] = []
 
-        async def hang(context: ClientContext, sender: str) -> None:
-            if sender == "<a@b>":
-                await asyncio.Event().wait()
-
         def setup(client: Client) -> None:
-            client.connect("envelope-from", hang)
+            _holding_the_flooder(asyncio.Event())(client)  # never released
             client.connect("error", lambda context, exc: errors.append(exc))
 
         # Pausing set out of reach: the hard bound is what stops this peer.
         async with serving("inet:0@127.0.0.1", setup, max_backlog=(1000, 1 * MB),
                            backlog_pause=(10**9, 10**12)) as client:
-            finished = asyncio.Event()
-            client.connect("connection-finished", lambda c, context: finished.set())
+            finished = _finished(client)
             flooder = Flooder(client.address, MACRO)
             loop = asyncio.get_running_loop()
             flooding = loop.run_in_executor(None, flooder.run)
@@ -187,13 +201,7 @@ def test_an_mta_that_does_not_read_our_replies_pauses_us_without_memory_growth()
                 await _not_reading(client)
 
     async def _not_reading(client: Client) -> None:
-        flooders: list[Flooder] = []
-        seen = _signals(client, flooders)
-        before = rss()
-        flooder = Flooder(client.address, BODY_BYTE)
-        flooders.append(flooder)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, flooder.run)
+        flooder, seen, growth = await _flood(client, BODY_BYTE)
         assert flooder.failed is None and flooder.stalled
         assert flooder.sent < FLOOD // 4
         (connection,) = client.connections
@@ -201,7 +209,6 @@ def test_an_mta_that_does_not_read_our_replies_pauses_us_without_memory_growth()
         assert seen["backlog-paused"] == [connection.context]
         transport: Any = connection.transport
         assert transport.get_write_buffer_size() < 1 * MB
-        growth = rss() - before
         assert growth < 64 * MB, f"RSS grew {growth / MB:.1f} MiB"
         # The MTA reads again: so do we.
         resumed = threading.Event()
@@ -220,7 +227,7 @@ def test_an_mta_that_does_not_read_our_replies_pauses_us_without_memory_growth()
                     break
             return drained
 
-        drained = await loop.run_in_executor(None, drain)
+        drained = await asyncio.get_running_loop().run_in_executor(None, drain)
         assert seen["backlog-resumed"] == [connection.context]
         assert drained > 0
         flooder.close()
@@ -248,8 +255,7 @@ def test_a_peer_trickling_one_packet_byte_by_byte_still_times_out() -> None:
     # Slowloris: every byte arrives well within the timeout, but no command is ever complete.
     async def scenario() -> None:
         async with serving("inet:0@127.0.0.1", timeout=0.5) as client:
-            finished = asyncio.Event()
-            client.connect("connection-finished", lambda c, context: finished.set())
+            finished = _finished(client)
             reader, writer = await asyncio.open_connection(*client.address)
             packet = cmd.Negotiate(6, ActionFlag.ALL, P.ALL).to_bytes()
             writer.write(packet)  # a whole command: activity

@@ -186,6 +186,34 @@ def test_inactivity_timeout_aborts_and_closes(caplog: pytest.LogCaptureFixture) 
     assert any("session ended (timeout)" in r.getMessage() for r in caplog.records)
 
 
+def test_the_timeout_does_not_run_while_a_handler_owes_the_reply() -> None:
+    """libmilter times only the MTA's I/O: a slow handler is the milter's own business (the
+    handler deadline bounds it), so the inactivity timer waits for its reply."""
+    events: list[str] = []
+
+    def setup(client: Client) -> None:
+        async def slow(ctx: ClientContext, address: str) -> None:
+            await asyncio.sleep(0.8)  # well past the 0.3 s inactivity timeout
+
+        client.connect("envelope-from", slow)
+        client.connect("timeout", lambda ctx: events.append("timeout"))
+
+    async def scenario() -> None:
+        async with serving("inet:0@127.0.0.1", setup, timeout=0.3) as client:
+            mta = await MTA.open(client.address_spec)
+            await mta.negotiate()
+            await mta.connect()
+            assert (await mta.step(cmd.Mail("<a@example.org>"))).final == Continue()
+            # Measured again from the reply: the MTA's silence still times out.
+            started = asyncio.get_running_loop().time()
+            assert await mta.at_eof()
+            assert asyncio.get_running_loop().time() - started >= 0.25
+            await mta.close()
+
+    run(scenario())
+    assert events == ["timeout"]
+
+
 def test_activity_rearms_the_timeout() -> None:
     async def scenario() -> None:
         async with serving("inet:0@127.0.0.1", timeout=0.3) as client:
@@ -444,3 +472,26 @@ def test_client_rejects_bad_options() -> None:
     with pytest.raises(RuntimeError, match="not listening"):
         _ = Client().address
     assert socket.SOMAXCONN == Client().backlog
+
+
+@pytest.mark.parametrize("as_worker", [False, True])
+def test_a_worker_leaves_the_socket_file_to_its_master(as_worker: bool) -> None:
+    with short_tmpdir() as tmp:
+        path = tmp / "m.sock"
+
+        async def scenario() -> None:
+            client = Client(f"unix:{path}", socket_activation=False)
+            if as_worker:
+                client.become_worker(2)
+            async with client:
+                assert client.worker_id == (2 if as_worker else 0)
+                assert path.exists()
+                await session(client.address_spec)
+
+        run(scenario())
+        assert path.exists() == as_worker
+
+
+def test_a_worker_id_is_one_or_more() -> None:
+    with pytest.raises(ValueError, match="a worker's id is 1 or more, not 0"):
+        Client("inet:0@127.0.0.1").become_worker(0)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from runner import RunningServer
-from serverlib import EXAMPLES, MTA, run, serving, session, short_tmpdir
+from serverlib import EXAMPLES, MTA, Outcome, run, serving, session, short_tmpdir
 
 import milterkit
 from milterkit import Status
@@ -30,6 +31,30 @@ def _in_pool() -> bool:
     return threading.current_thread().name.startswith("milterkit-handler")
 
 
+def _blocking_lookup(
+    where: list[bool], verdict: Status, barrier: threading.Barrier | None = None,
+) -> Callable[[Client], None]:
+    """A setup with a ``milterkit.blocking`` MAIL handler that records whether it ran in the
+    pool, waits at ``barrier`` (when given) and answers ``verdict``."""
+
+    def setup(client: Client) -> None:
+        @client.on("envelope-from")
+        @milterkit.blocking
+        def lookup(context: Any, address: str) -> Status:
+            where.append(_in_pool())
+            if barrier is not None:
+                barrier.wait()  # every connection's handler is blocked here together
+            return verdict
+
+    return setup
+
+
+async def _served_session(setup: Callable[[Client], None], **options: Any) -> list[Outcome]:
+    """One session against a Client set up by ``setup`` with ``options``."""
+    async with serving(setup=setup, **options) as client:
+        return await session(client.address_spec)
+
+
 async def _two_at_once(client: Client) -> list[Any]:
     spec = client.address_spec
     both = await asyncio.gather(session(spec), session(spec))
@@ -40,16 +65,8 @@ def test_marked_handlers_of_two_connections_block_at_the_same_time() -> None:
     barrier = threading.Barrier(2, timeout=BARRIER_GUARD)
     where: list[bool] = []
 
-    def setup(client: Client) -> None:
-        @client.on("envelope-from")
-        @milterkit.blocking
-        def lookup(context: Any, address: str) -> Status:
-            where.append(_in_pool())
-            barrier.wait()  # both connections' handlers are blocked here together
-            return Status.ACCEPT
-
     async def scenario() -> list[Any]:
-        async with serving(setup=setup) as client:
+        async with serving(setup=_blocking_lookup(where, Status.ACCEPT, barrier)) as client:
             return await _two_at_once(client)
 
     finals = run(scenario())
@@ -169,11 +186,8 @@ def test_a_plain_def_that_returns_a_coroutine_is_awaited_on_the_loop() -> None:
             assert _in_pool()
             return later()
 
-    async def scenario() -> Any:
-        async with serving(setup=setup, threads=1) as client:
-            return (await session(client.address_spec))[0].steps["envelope-from"].final
-
-    assert isinstance(run(scenario()), Accept)
+    (outcome,) = run(_served_session(setup, threads=1))
+    assert isinstance(outcome.steps["envelope-from"].final, Accept)
 
 
 def test_shutdown_stops_the_pool_and_its_threads() -> None:
@@ -232,15 +246,7 @@ def test_threads_must_be_positive() -> None:
 
 def test_without_a_runtime_a_marked_handler_runs_where_it_is_called() -> None:
     where: list[bool] = []
-
-    def setup(client: Client) -> None:
-        @client.on("envelope-from")
-        @milterkit.blocking
-        def lookup(context: Any, address: str) -> Status:
-            where.append(_in_pool())
-            return Status.REJECT
-
-    result = InProcess(setup).run(Message())
+    result = InProcess(_blocking_lookup(where, Status.REJECT)).run(Message())
     assert result.last.status is Status.REJECT
     assert where == [False]
 
@@ -304,9 +310,5 @@ def test_threads_reach_composed_filters_while_the_composer_stays_on_the_loop() -
             (tmp / f"{name}.py").write_text(THREAD_FILTER)
         setup = compose(str(tmp / "first.py"), str(tmp / "second.py"))
 
-        async def scenario() -> list[Any]:
-            async with serving(setup=setup, threads=2) as client:
-                return await session(client.address_spec)
-
-        (outcome,) = run(scenario())
+        (outcome,) = run(_served_session(setup, threads=2))
     assert outcome.modifications == [AddHeader("X-Thread", "milterkit-handler")] * 2

@@ -22,6 +22,7 @@ from ...macros import MacrosRequests
 from ...protocol.commands import SocketAddress
 from ...protocol.constants import ActionFlag, ProtocolFlag
 from ...protocol.negotiation import Option, effective_offer
+from ...protocol.steps import STEP_OF_SIGNAL
 from ...status import Status
 from ..threads import ConnectionThread
 from . import constants as C
@@ -35,11 +36,16 @@ STATUS_OF: dict[int, Status] = {
     C.ACCEPT: Status.ACCEPT, C.TEMPFAIL: Status.TEMPORARY_FAILURE, C.SKIP: Status.SKIP,
     C.NOREPLY: Status.NO_REPLY, C.ALL_OPTS: Status.ALL_OPTIONS,
 }
+#: pymilter's callback names for milterkit's signals (the one fact this layer adds); the step
+#: that stops the MTA sending each event is read from the steps table.
+SIGNAL_OF_CALLBACK: dict[str, str] = {
+    "connect": "connect", "helo": "helo", "envfrom": "envelope-from",
+    "envrcpt": "envelope-recipient", "data": "data", "unknown": "unknown", "header": "header",
+    "eoh": "end-of-header", "body": "body",
+}
 #: Callback name -> the protocol step that stops the MTA sending the event (no callback).
 _NO_EVENT: dict[str, int] = {
-    "connect": C.P_NOCONNECT, "helo": C.P_NOHELO, "envfrom": C.P_NOMAIL,
-    "envrcpt": C.P_NORCPT, "body": C.P_NOBODY, "header": C.P_NOHDRS, "eoh": C.P_NOEOH,
-    "unknown": C.P_NOUNKNOWN, "data": C.P_NODATA,
+    name: int(STEP_OF_SIGNAL[signal].no_event) for name, signal in SIGNAL_OF_CALLBACK.items()
 }
 
 
@@ -87,15 +93,16 @@ class Bridge:
     def attach(self, client: Any) -> None:
         """Connect the handlers to ``client`` (a :class:`milterkit.Client`)."""
         client.connect("negotiate", self._negotiate)
-        client.connect("connect", self._stage("connect", self._connect_args))
-        client.connect("helo", self._stage("helo", lambda c, name: (name,)))
-        client.connect("envelope-from", self._stage("envfrom", self._envelope_args))
-        client.connect("envelope-recipient", self._stage("envrcpt", self._envelope_args))
-        client.connect("data", self._stage("data", lambda c: ()))
-        client.connect("unknown", self._stage("unknown", lambda c, line: (line,)))
-        client.connect("header", self._stage("header", lambda c, n, v: (n, _raw(v))))
-        client.connect("end-of-header", self._stage("eoh", lambda c: ()))
-        client.connect("body", self._stage("body", lambda c, chunk: (chunk,)))
+        # The arguments each pymilter callback takes, from the signal's.
+        arguments: dict[str, Callable[..., tuple[Any, ...]]] = {
+            "connect": self._connect_args, "helo": lambda c, name: (name,),
+            "envfrom": self._envelope_args, "envrcpt": self._envelope_args,
+            "data": lambda c: (), "unknown": lambda c, line: (line,),
+            "header": lambda c, n, v: (n, _raw(v)), "eoh": lambda c: (),
+            "body": lambda c, chunk: (chunk,),
+        }
+        for name, signal in SIGNAL_OF_CALLBACK.items():
+            client.connect(signal, self._stage(name, arguments[name]))
         client.connect("end-of-message", self._end_of_message)
         client.connect("abort", self._abort)
         client.connect("reset", self._reset)

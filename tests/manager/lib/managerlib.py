@@ -4,11 +4,12 @@ configuration rewritten for a test's ports and paths, DKIM verification with dki
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from stack import Stack
 
 from milterkit import Client
 from milterkit.compose import FilterSpec, unit_from_object
+from milterkit.manager import ChildSpec, Manager
 from milterkit.testing import Message, SessionResult, run_session_async
 
 HERE = Path(__file__).resolve().parents[1]
@@ -113,15 +115,23 @@ def wait_log(stack: Stack, text: str, timeout: float = 10.0) -> str:
 
 # ---------------------------------------------------------------------- in-process manager
 
+@contextlib.asynccontextmanager
+async def serving(manager: Any, socket_path: Path) -> AsyncIterator[str]:
+    """``manager`` served in this process by a real Client on a unix socket (set up, so an
+    auto-started child is started, before the body runs); yields the socket's spec."""
+    spec = f"unix:{socket_path}"
+    client = Client(spec, shutdown_timeout=2.0)
+    manager.setup(client)
+    async with client:
+        yield spec
+
+
 async def managed_session(
     manager: Any, socket_path: Path, messages: Sequence[Message], **options: Any,
 ) -> SessionResult:
-    """One MTA session (milterkit's ServerContext) against ``manager`` served in this process
-    by a real Client on a unix socket."""
-    client = Client(f"unix:{socket_path}", shutdown_timeout=2.0)
-    manager.setup(client)
-    async with client:
-        return await run_session_async(f"unix:{socket_path}", list(messages), **options)
+    """One MTA session (milterkit's ServerContext) against ``manager`` :func:`serving`."""
+    async with serving(manager, socket_path) as spec:
+        return await run_session_async(spec, list(messages), **options)
 
 
 def run_managed(manager: Any, socket_path: Path, messages: Sequence[Message] = (),
@@ -137,12 +147,38 @@ def filter_spec(name: str, setup: Callable[[Any], object], **options: Any) -> Fi
     return FilterSpec(unit_from_object(name, setup, "test"), **options)
 
 
-async def start_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                         Awaitable[None]]) -> tuple[asyncio.Server, str]:
-    """A TCP server on a free loopback port (a hand-made child); returns it and its spec."""
+@contextlib.asynccontextmanager
+async def child_server(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                         Awaitable[None]]) -> AsyncIterator[str]:
+    """A TCP server on a free loopback port (a hand-made child) for the body; yields its spec."""
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    return server, f"inet:{port}@127.0.0.1"
+    async with server:
+        yield f"inet:{port}@127.0.0.1"
+
+
+def run_with_child(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                     Awaitable[None]],
+                   name: str, socket_path: Path, **options: Any) -> SessionResult:
+    """One session (a message to bob@example.org) against a manager whose one member is the
+    hand-made child ``name`` that ``handler`` serves, with :class:`ChildSpec` ``options``."""
+
+    async def main() -> SessionResult:
+        async with child_server(handler) as spec:
+            manager = Manager([ChildSpec(name, spec, **options)])
+            return await managed_session(manager, socket_path, [to("bob@example.org")])
+
+    return asyncio.run(main())
+
+
+def stamp(client: Any) -> None:
+    """An in-process filter (a setup function) that adds ``X-Stamp: python`` at
+    end-of-message: what tells its change apart from a child's."""
+
+    def eom(context: Any, chunk: bytes) -> None:
+        context.add_header("X-Stamp", "python")
+
+    client.connect("end-of-message", eom)
 
 
 def packet(code: bytes, payload: bytes = b"") -> bytes:
@@ -152,10 +188,12 @@ def packet(code: bytes, payload: bytes = b"") -> bytes:
 
 def scripted_child(answers: dict[bytes, list[bytes]], protocol: int = 0,
                    actions: int = 0x1FF, received: list[bytes] | None = None,
+                   hang_up: bytes = b"",
                    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """A hand-made child: negotiates ``actions``/``protocol`` and answers each command byte with
     the packets ``answers`` lists for it (``c`` for any other command that wants an answer);
-    every command byte it gets is appended to ``received``, and ``EOF`` at the end."""
+    every command byte it gets is appended to ``received``, and ``EOF`` at the end. At a
+    command byte in ``hang_up`` it closes the connection without a word (a child that dies)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -168,6 +206,8 @@ def scripted_child(answers: dict[bytes, list[bytes]], protocol: int = 0,
                 break
             if received is not None:
                 received.append(code)
+            if code and code in hang_up:
+                break
             if code == b"O":
                 writer.write(packet(b"O", (6).to_bytes(4, "big") + actions.to_bytes(4, "big")
                                     + protocol.to_bytes(4, "big")))

@@ -20,6 +20,7 @@ from typing import Any
 from .... import ActionFlag
 from .... import MacroStage as KitMacroStage
 from .... import ProtocolFlag as P
+from ....protocol.steps import STEP_OF_SIGNAL
 from ..protocol import commands, responses
 from ..protocol.definitions import MacroStage
 from ..session import HookRunner, PurePythonMilterContext
@@ -30,24 +31,17 @@ if typing.TYPE_CHECKING:
 
 log = logging.getLogger("purepythonmilter.server.milterserver")
 
-#: Hook name -> (the event it skips when unset, the reply it does without).
-_STAGE_FLAGS: dict[str, tuple[P, P]] = {
-    "hook_on_connect": (P.NO_CONNECT, P.NO_REPLY_CONNECT),
-    "hook_on_helo": (P.NO_HELO, P.NO_REPLY_HELO),
-    "hook_on_mail_from": (P.NO_ENVELOPE_FROM, P.NO_REPLY_ENVELOPE_FROM),
-    "hook_on_rcpt_to": (P.NO_ENVELOPE_RECIPIENT, P.NO_REPLY_ENVELOPE_RECIPIENT),
-    "hook_on_data": (P.NO_DATA, P.NO_REPLY_DATA),
-    "hook_on_header": (P.NO_HEADERS, P.NO_REPLY_HEADER),
-    "hook_on_end_of_headers": (P.NO_END_OF_HEADER, P.NO_REPLY_END_OF_HEADER),
-    "hook_on_body_chunk": (P.NO_BODY, P.NO_REPLY_BODY),
-    "hook_on_unknown": (P.NO_UNKNOWN, P.NO_REPLY_UNKNOWN),
-}
 #: Hook name -> the milterkit signal it answers.
 _SIGNALS: dict[str, str] = {
     "hook_on_connect": "connect", "hook_on_helo": "helo", "hook_on_mail_from": "envelope-from",
     "hook_on_rcpt_to": "envelope-recipient", "hook_on_data": "data", "hook_on_header": "header",
     "hook_on_end_of_headers": "end-of-header", "hook_on_body_chunk": "body",
     "hook_on_unknown": "unknown",
+}
+#: Hook name -> (the event it skips when unset, the reply it does without), from the steps table.
+_STAGE_FLAGS: dict[str, tuple[P, P]] = {
+    hook: (STEP_OF_SIGNAL[signal].no_event, STEP_OF_SIGNAL[signal].no_reply)
+    for hook, signal in _SIGNALS.items()
 }
 #: Command byte of each macro stage (as the define-macro signal names it).
 _STAGE_COMMANDS: dict[MacroStage, str] = {

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from ....protocol.steps import STEP_OF_SIGNAL
 from .. import milter
 from ..constants import *  # noqa: F403 - pymilter re-exports every milter constant
 from ..constants import (
@@ -25,34 +26,9 @@ from ..constants import (
     CONTINUE,
     CURR_ACTS,
     DELRCPT,
-    M_CONNECT,
-    M_DATA,
-    M_ENVFROM,
-    M_ENVRCPT,
-    M_EOH,
-    M_EOM,
-    M_HELO,
     MODBODY,
     NOREPLY,
     P_HDR_LEADSPC,
-    P_NOBODY,
-    P_NOCONNECT,
-    P_NODATA,
-    P_NOEOH,
-    P_NOHDRS,
-    P_NOHELO,
-    P_NOMAIL,
-    P_NORCPT,
-    P_NOUNKNOWN,
-    P_NR_BODY,
-    P_NR_CONN,
-    P_NR_DATA,
-    P_NR_EOH,
-    P_NR_HDR,
-    P_NR_HELO,
-    P_NR_MAIL,
-    P_NR_RCPT,
-    P_NR_UNKN,
     P_RCPT_REJ,
     QUARANTINE,
     SETSYMLIST,
@@ -76,18 +52,24 @@ __version__ = "1.0.6"
 F = TypeVar("F", bound=Callable[..., Any])
 K = TypeVar("K", bound=type)
 
+#: Milter.Base's callback names for milterkit's signals: pymilter's naming, the one fact this
+#: module adds; the steps and macro stages are read from the steps table.
+_SIGNAL_OF_CALLBACK: dict[str, str] = {
+    "connect": "connect", "hello": "helo", "envfrom": "envelope-from",
+    "envrcpt": "envelope-recipient", "data": "data", "unknown": "unknown", "eoh": "end-of-header",
+    "body": "body", "header": "header", "eom": "end-of-message",
+}
 #: Optional callback -> (its no-reply step, its no-event step).
 OPTIONAL_CALLBACKS: dict[str, tuple[int, int]] = {
-    "connect": (P_NR_CONN, P_NOCONNECT), "hello": (P_NR_HELO, P_NOHELO),
-    "envfrom": (P_NR_MAIL, P_NOMAIL), "envrcpt": (P_NR_RCPT, P_NORCPT),
-    "data": (P_NR_DATA, P_NODATA), "unknown": (P_NR_UNKN, P_NOUNKNOWN),
-    "eoh": (P_NR_EOH, P_NOEOH), "body": (P_NR_BODY, P_NOBODY), "header": (P_NR_HDR, P_NOHDRS),
+    name: (int(STEP_OF_SIGNAL[signal].no_reply), int(STEP_OF_SIGNAL[signal].no_event))
+    for name, signal in _SIGNAL_OF_CALLBACK.items() if STEP_OF_SIGNAL[signal].no_event
 }
 #: Callback -> the macro stage its @symlist names are requested for.
 MACRO_CALLBACKS: dict[str, int] = {
-    "connect": M_CONNECT, "hello": M_HELO, "envfrom": M_ENVFROM, "envrcpt": M_ENVRCPT,
-    "data": M_DATA, "eom": M_EOM, "eoh": M_EOH,
+    name: int(stage) for name, signal in _SIGNAL_OF_CALLBACK.items()
+    if (stage := STEP_OF_SIGNAL[signal].macro_stage) is not None
 }
+
 
 class DisabledAction(RuntimeError):
     """An action that was not negotiated with the MTA (or disabled by set_flags) was called."""
