@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE / "peers"))
 from loadgen import Steps, body_of, new_loop  # noqa: E402
 
 from milterkit.server import Client  # noqa: E402
-from milterkit.server.connection import Connection  # noqa: E402
+from milterkit.server.connection import Connection, ConnectionHooks  # noqa: E402
 
 
 class Transport(asyncio.Transport):
@@ -78,9 +78,11 @@ def packets(steps: Steps) -> list[bytes]:
 
 def sessions(client: Client, reads: list[bytes], count: int) -> None:
     loop = asyncio.get_running_loop()
+    # What the Client's accept loop hands each connection.
+    hooks = ConnectionHooks(opened=client._connection_made, closed=client._connection_lost)
     for _ in range(count):
         transport = Transport(loop)
-        connection = Connection(client)
+        connection = Connection(client, hooks)
         transport.protocol = connection
         connection.connection_made(transport)
         for data in reads:
