@@ -21,7 +21,7 @@ from .negotiation_cache import no_reply_stages
 from .protocol.constants import ProtocolFlag as P
 from .protocol.negotiation import Negotiation, Option
 from .reply import REPLY_CLASS, verdict_packet
-from .responses import QUEUE_KEY, apply_queued, to_status
+from .responses import QUEUE_KEY, apply_queued, handler_status
 from .stages import (
     ABORT,
     END_OF_MESSAGE,
@@ -170,7 +170,8 @@ class Emitter:
             owed = pending.name if pending else "nothing"
             raise StateError(f"no reply is owed for {stage!r} (a reply is owed for {owed})")
         try:
-            coerced = S.DEFAULT if status is None else _coerce(self, pending, status)
+            coerced = (S.DEFAULT if status is None
+                       else handler_status(cast("ClientContext", self), pending.name, status))
             checked = self._check(pending, S.DEFAULT if coerced is S.NOT_CHANGE else coerced)
         except LocalError as exc:
             checked = self._on_handler_error(pending, exc)
@@ -273,7 +274,7 @@ class Emitter:
                 if inspect.isawaitable(result):
                     self._await(stage, args, receivers, status, result)
                     return _WAITING
-                result = _coerce(self, stage, result)
+                result = handler_status(cast("ClientContext", self), stage.name, result)
             if result is S.NOT_CHANGE:
                 continue
             status = result
@@ -304,7 +305,7 @@ class Emitter:
                 if result is None or result is S.NOT_CHANGE:
                     merged = status
                 else:
-                    merged = _coerce(self, stage, result)
+                    merged = handler_status(cast("ClientContext", self), stage.name, result)
                     if merged is S.NOT_CHANGE:
                         merged = status
                 if merged in NEXT_HANDLER_RUNS:
@@ -481,24 +482,6 @@ class Emitter:
 def _returning(result: Any) -> Callable[..., Any]:
     """A handler that returns ``result`` (a handler's result already in hand), on the loop."""
     return on_loop(lambda *_args: result)
-
-
-def _coerce(emitter: Emitter, stage: Stage, result: Any) -> Status:
-    """A handler's result as a Status.
-
-    A :class:`~milterkit.responses.Reply` or a modification is carried out by
-    :func:`~milterkit.responses.to_status` (NOT_CHANGE: it has no opinion); anything else,
-    pymilter's bare ints included, is refused.
-    """
-    if isinstance(result, Status):
-        return result
-    if isinstance(result, int) and not isinstance(result, bool):
-        raise StatusError(
-            f"a handler of {stage.name!r} returned {result!r}; return a milterkit.Status or None"
-            " (a bare int is not a status: milterkit's and pymilter's numbers differ; "
-            "pymilter filters run under milterkit.compat.pymilter)"
-        )
-    return to_status(cast("ClientContext", emitter), stage.name, result) or S.NOT_CHANGE
 
 
 def _base_context_class(cls: type) -> type:

@@ -192,3 +192,23 @@ def apply_modification(target: ModificationTarget, m: Modification) -> None:
         target.replace_body(m.chunk)
     else:
         target.quarantine(m.reason)
+
+
+def handler_status(context: ClientContext, stage: str, result: Any) -> Status:
+    """A handler's result at ``stage`` as the Status the stage combines.
+
+    A :class:`Reply` or a modification is carried out by :func:`to_status` (a modification has
+    no opinion: NOT_CHANGE); anything else, pymilter's bare ints included, is refused with a
+    :class:`~milterkit.StatusError`.
+    """
+    if isinstance(result, Status):
+        return result
+    if isinstance(result, int) and not isinstance(result, bool):
+        from . import StatusError  # the package exports it, wherever it lives
+
+        raise StatusError(
+            f"a handler of {stage!r} returned {result!r}; return a milterkit.Status or None"
+            " (a bare int is not a status: milterkit's and pymilter's numbers differ; "
+            "pymilter filters run under milterkit.compat.pymilter)"
+        )
+    return to_status(context, stage, result) or Status.NOT_CHANGE
