@@ -69,26 +69,20 @@ _epoch = _Epoch()
 class Signal(blinker.NamedSignal):
     """A blinker signal whose receivers run in the order they were connected.
 
-    ``version`` grows on every connect and disconnect (weak receivers that die included), and
-    so does the epoch of every signal, so a :class:`SignalTable` can cache receiver lists and
-    know when they went stale.
+    Every connect and disconnect (weak receivers that die included) moves the epoch shared by
+    all signals, so a :class:`SignalTable` can cache receiver lists and know when they went
+    stale.
     """
 
     set_class = OrderedSet  # type: ignore[assignment]
 
-    def __init__(self, name: str, doc: str | None = None) -> None:
-        super().__init__(name, doc)
-        self.version = 0
-
     def connect(self, receiver: F, sender: Any = blinker.ANY, weak: bool = True) -> F:
-        self.version += 1
         try:
             return super().connect(receiver, sender, weak)
         finally:
             _epoch.value += 1  # after the change: a list cached during it is stale too
 
     def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
-        self.version += 1
         try:
             super()._disconnect(receiver_id, sender_id)
         finally:
