@@ -372,9 +372,21 @@ def _decode_macro(payload: bytes) -> DefineMacro:
 
 
 @functools.lru_cache(maxsize=1024)
-def _ip_version(address: str) -> int:
-    # The same SMTP clients connect again and again: parse each address once (issue 15).
+def _cached_ip_version(address: str) -> int:
     return ipaddress.ip_address(address).version
+
+
+def _ip_version(address: str) -> int:
+    # The same SMTP clients connect again and again: parse each address once (issue 15). Only
+    # plain-length ones are kept: an IPv6 scope id may be as long as the packet, and a peer
+    # must not fill the cache with 1,024 of those.
+    if len(address) <= _CACHED_ADDRESS_LENGTH:
+        return _cached_ip_version(address)
+    return ipaddress.ip_address(address).version
+
+
+#: The longest address text the cache keeps (an IPv6 address with an IPv4 tail is 45).
+_CACHED_ADDRESS_LENGTH = 64
 
 
 def _decode_connect(payload: bytes) -> Connect:

@@ -88,6 +88,22 @@ def test_decode_and_encode_are_byte_exact(wire: bytes, command: AnyCommand) -> N
     assert command.code == wire[4:5]
 
 
+def test_a_long_ipv6_scope_id_is_decoded_but_not_kept_in_the_address_cache() -> None:
+    from milterkit.protocol import commands
+
+    address = "fe80::1%" + "x" * 60000  # a valid address, as long as a packet allows
+    commands._cached_ip_version.cache_clear()  # whatever earlier tests parsed
+    before = commands._cached_ip_version.cache_info().currsize
+    wire = packet(b"C", b"h\x006\x00\x19" + address.encode() + b"\0")
+    command = decode_command(b"C", wire[5:])
+    assert isinstance(command, Connect)
+    assert command.address.address == address
+    assert commands._cached_ip_version.cache_info().currsize == before
+    # A plain one is kept, so the next connection from it skips the parse.
+    decode_command(b"C", packet(b"C", b"h\x004\x00\x19198.51.100.77\0")[5:])
+    assert commands._cached_ip_version.cache_info().currsize == before + 1
+
+
 def test_sendmail_ipv6_prefix_is_stripped_but_kept_raw() -> None:
     wire = packet(b"C", b"[IPv6:2001:db8::5]\x006\x04\x00IPv6:2001:db8::5\0")
     command = decode_command(b"C", wire[5:])
