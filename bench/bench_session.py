@@ -95,7 +95,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
     client = Client("inet:0@127.0.0.1", socket_activation=False, timeout=0)
     load_filter.setup(client)
-    client._slot_free, client._idle = asyncio.Event(), asyncio.Event()  # as start() sets them
+    client._idle = asyncio.Event()  # as start() sets it
     steps = Steps(body_of(args.body))
     reads = packets(steps)
     # The milter asks for every step: check it did, or the reads above are the wrong ones.

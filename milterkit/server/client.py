@@ -8,7 +8,6 @@ the side that listens.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
 import socket
@@ -23,6 +22,10 @@ from ..protocol.constants import DEFAULT_MAX_PAYLOAD, ActionFlag, MacroStage, Pr
 from ..signals import SignalTable
 from ..status import Status
 from . import listen
+from .accept import ACCEPT_BATCH as ACCEPT_BATCH  # their home was here
+from .accept import ACCEPT_RETRY_FIRST as ACCEPT_RETRY_FIRST
+from .accept import ACCEPT_RETRY_MAX as ACCEPT_RETRY_MAX
+from .accept import Acceptor
 from .connection import Connection, ConnectionHooks
 from .listen import Listener
 from .session import SessionSignals
@@ -41,17 +44,6 @@ CLIENT_SIGNAL_NAMES = (
 DEFAULT_SPEC = "inet:10025@127.0.0.1"
 DEFAULT_EXCEPTION_REPLY = "451 4.3.0 Temporary failure in the mail filter"
 
-# accept() errors that say "not now" rather than "this socket is broken".
-_TRANSIENT_ACCEPT_ERRORS = frozenset({
-    errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO,
-})
-#: Back-off between failed accept() calls on one listener: doubles from the first to the last.
-ACCEPT_RETRY_FIRST = 0.1
-ACCEPT_RETRY_MAX = 2.0
-# A failure that goes on is logged again at error level every so many retries (~1 minute).
-_ACCEPT_FAILURES_RELOGGED = 30
-#: At most so many connections are accepted per readiness of a listener (then other work runs).
-ACCEPT_BATCH = 128
 #: A connection stops reading while this many commands, or bytes, wait for a pending handler.
 DEFAULT_BACKLOG_PAUSE = (64, 256 * 1024)
 
@@ -160,9 +152,8 @@ class Client:
         self.worker_id = 0
         #: Whether closing removes the unix socket files (a worker leaves that to its master).
         self.unlink_on_close = True
-        self._accepting: list[asyncio.Task[None]] = []
+        self._accepting: list[Acceptor] = []
         self._background: set[asyncio.Task[None]] = set()
-        self._slot_free: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
         self._closing = False
@@ -237,13 +228,16 @@ class Client:
         """Bind (unless done) and start accepting connections; returns at once."""
         if self._closed is not None:
             raise RuntimeError("a Client can be started once")
-        loop = asyncio.get_running_loop()
-        self._slot_free = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = asyncio.Event()
+        hooks = ConnectionHooks(opened=self._connection_made, closed=self._connection_lost)
+        factory = lambda: Connection(self, hooks)  # noqa: E731
         for listener in self.bind():
-            self._accepting.append(loop.create_task(self._accept(listener)))
+            acceptor = Acceptor(listener.sock, listener.name, factory, room=self._room,
+                                on_full=self._on_full, closing=lambda: self._closing)
+            self._accepting.append(acceptor)
+            acceptor.start()
             log.info("listening on %s", listener.name)
             self.emit("listen-started", listener.sock.getsockname())
 
@@ -254,80 +248,18 @@ class Client:
         assert self._closed is not None
         await self._closed.wait()
 
-    async def _accept(self, listener: Listener) -> None:
-        # Our own accept loop, so that the connection limit can hold accept() back without
-        # blocking the loop: further MTAs wait in the kernel's backlog, as libmilter's do.
-        loop = asyncio.get_running_loop()
-        sock = listener.sock
-        hooks = ConnectionHooks(opened=self._connection_made, closed=self._connection_lost)
-        factory = lambda: Connection(self, hooks)  # noqa: E731
-        delay = 0.0  # the current back-off; 0 while accept() works
-        failures = 0
-        while True:
-            if self.max_connections is not None and len(self.connections) >= self.max_connections:
-                if not self._full_logged:
-                    log.warning("%d connections open, the maximum: not accepting more for now",
-                                len(self.connections))
-                    self._full_logged = True
-                assert self._slot_free is not None
-                self._slot_free.clear()
-                await self._slot_free.wait()
-                continue
-            try:
-                conn, _ = await loop.sock_accept(sock)
-            except OSError as exc:
-                if self._closing or sock.fileno() == -1:
-                    log.debug("accept() on %s failed while closing: %s", listener.name, exc)
-                    return  # the listener was closed under us: nothing more to accept
-                # Never give up while the process runs: a listener that silently stopped
-                # would leave the MTA's connections queueing in the backlog for ever.
-                delay = min(delay * 2, ACCEPT_RETRY_MAX) if delay else ACCEPT_RETRY_FIRST
-                failures += 1
-                if failures == 1 or failures % _ACCEPT_FAILURES_RELOGGED == 0:
-                    kind = "out of resources" if exc.errno in _TRANSIENT_ACCEPT_ERRORS else "error"
-                    log.error("accept() on %s failed (%s, %d time%s in a row): %s; retrying, "
-                              "backing off up to %g s", listener.name, kind, failures,
-                              "" if failures == 1 else "s", exc, ACCEPT_RETRY_MAX)
-                else:
-                    log.debug("accept() on %s failed again: %s", listener.name, exc)
-                await asyncio.sleep(delay)
-                continue
-            if failures:
-                log.info("accepting again on %s after %d failed accept()", listener.name,
-                         failures)
-                delay, failures = 0.0, 0
-            # Fair accept: take every connection already waiting (up to a bound and the
-            # connection limit) in this turn, not one per turn or two; under load, a turn of the
-            # loop is long, and one accept per turn left new MTAs waiting for seconds.
-            batch = [conn]
-            room = ACCEPT_BATCH
-            if self.max_connections is not None:
-                room = min(room, self.max_connections - len(self.connections))
-            while len(batch) < room:
-                try:
-                    more, _ = sock.accept()
-                except OSError:
-                    break  # none waiting (EAGAIN); a real error recurs on the next sock_accept
-                batch.append(more)
-            if len(batch) == 1:  # the usual case: no task and no gather for one connection
-                await self._start_connection(loop, factory, conn)
-            else:
-                await asyncio.gather(*(self._start_connection(loop, factory, one)
-                                       for one in batch))
+    def _room(self) -> int | None:
+        # How many more connections may be opened now; those still starting count as open.
+        if self.max_connections is None:
+            return None
+        starting = sum(acceptor.starting for acceptor in self._accepting)
+        return self.max_connections - len(self.connections) - starting
 
-    @staticmethod
-    async def _start_connection(
-        loop: asyncio.AbstractEventLoop, factory: Callable[[], Connection], conn: socket.socket,
-    ) -> None:
-        try:
-            conn.setblocking(False)
-            await loop.connect_accepted_socket(factory, conn)
-        except OSError as exc:  # the peer went away between accept() and now
-            log.debug("dropping a connection that failed at once: %s", exc)
-            conn.close()
-        except asyncio.CancelledError:  # the listener is closing: this one is not served
-            conn.close()
-            raise
+    def _on_full(self) -> None:
+        if not self._full_logged:
+            log.warning("%d connections open, the maximum: not accepting more for now",
+                        self.max_connections)
+            self._full_logged = True
 
     def become_worker(self, worker_id: int) -> None:
         """Serve as worker ``worker_id`` (1..N) of a :class:`~milterkit.server.Supervisor`:
@@ -353,12 +285,13 @@ class Client:
         self.connections.discard(connection)
         self.served += 1
         self.emit("connection-finished", connection.context)
-        assert self._slot_free is not None and self._idle is not None
+        assert self._idle is not None
         if self._full_logged and (
             self.max_connections is None or len(self.connections) < self.max_connections
         ):
             self._full_logged = False
-        self._slot_free.set()
+        for acceptor in self._accepting:
+            acceptor.resume()
         if not self.connections:
             self._idle.set()
 
@@ -366,8 +299,8 @@ class Client:
 
     def stop_accepting(self) -> None:
         """Stop accepting and close the listening sockets; open connections go on."""
-        for task in self._accepting:
-            task.cancel()
+        for acceptor in self._accepting:
+            acceptor.close()
         self._accepting.clear()
         for listener in self.listeners:
             listener.close(unlink=self.unlink_on_close)
