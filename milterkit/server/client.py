@@ -28,6 +28,7 @@ from .accept import ACCEPT_RETRY_MAX as ACCEPT_RETRY_MAX
 from .accept import Acceptor
 from .connection import Connection, ConnectionHooks
 from .listen import Listener
+from .reading import connection_factory
 from .session import SessionSignals
 from .spec import ConnectionSpec, parse_spec
 from .threads import HandlerThreads
@@ -232,7 +233,7 @@ class Client:
         self._idle.set()
         self._closed = asyncio.Event()
         hooks = ConnectionHooks(opened=self._connection_made, closed=self._connection_lost)
-        factory = lambda: Connection(self, hooks)  # noqa: E731
+        factory = connection_factory(self, hooks, asyncio.get_running_loop())
         for listener in self.bind():
             acceptor = Acceptor(listener.sock, listener.name, factory, room=self._room,
                                 on_full=self._on_full, closing=lambda: self._closing)
