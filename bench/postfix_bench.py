@@ -11,7 +11,11 @@ both call. Every milter does the same job, an X-Load header added at end-of-mess
   serves ``bench/peers/milterkit_needed.py`` (Postfix is told to skip the other events);
   ``milterkit --no-quickack`` shows what re-arming TCP_QUICKACK is worth (TCP only);
 * ``pymilter`` and ``C libmilter``: ``bench/peers/pymilter_milter.py`` and
-  ``bench/peers/ref_milter.c``, installed and built by ``bench/peers/run.py``'s installer.
+  ``bench/peers/ref_milter.c``, installed and built by ``bench/peers/run.py``'s installer;
+* the bounds of the "only needed" style: ``C libmilter, needed only`` (``ref_milter.c``'s
+  ``needed`` mode) and ``bare asyncio floor, needed only`` (``bench/peers/floor.py --needed
+  --quickack`` on uvloop: frames packets, answers end-of-message, nothing else), which say how
+  near to no milter any milter, in C or in asyncio Python, gets on this machine.
 
 The set-ups are interleaved: each round runs every set-up once, on a fresh Postfix; the median
 of ``--rounds`` rounds is printed with its ratio to ``no milter``. Needs root, Postfix
@@ -94,11 +98,18 @@ def setups(transports: list[str], peers_dir: Path | None) -> list[Setup]:
         if transport == "tcp":
             found.append(Setup("milterkit --no-quickack", transport,
                                [*mk, "--no-quickack", str(ROOT / "bench" / "load_filter.py")]))
+        # The bounds of the "only needed" style: the least an asyncio milter (and a C one) can
+        # do for the job, with every other step skipped.
+        found.append(Setup("bare asyncio floor, needed only", transport, [
+            sys.executable, str(ROOT / "bench" / "peers" / "floor.py"), "{spec}", "--loop",
+            "uvloop", "--needed", "--quickack"]))
         if paths:
             found += [
                 Setup("pymilter", transport, [str(paths["pymilter"]),
                       str(ROOT / "bench" / "peers" / "pymilter_milter.py"), "{libmilter}"]),
                 Setup("C libmilter", transport, [str(paths["c"]), "{libmilter}"]),
+                Setup("C libmilter, needed only", transport,
+                      [str(paths["c"]), "{libmilter}", "needed"]),
             ]
     return found
 

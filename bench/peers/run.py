@@ -188,6 +188,10 @@ def contenders(paths: dict[str, Path], loops: list[str],
             Milter(f"bare asyncio floor ({loop})",
                    [py, str(HERE / "floor.py"), "{spec}", "--loop", loop]),
         ]
+        if loop == "asyncio":  # the standard loop's floor again, without a bytes object per read
+            milters.append(Milter("bare asyncio floor, buffered reads (asyncio)",
+                                  [py, str(HERE / "floor.py"), "{spec}", "--loop", loop,
+                                   "--buffered"]))
     if baseline is not None:
         # Another milterkit checkout (run from its directory, so `-m milterkit` is that one),
         # with this interpreter: its figures next to this one's.
