@@ -9,7 +9,8 @@ both call. Every milter does the same job, an X-Load header added at end-of-mess
 * ``milterkit``: ``milterkit run bench/load_filter.py`` (a handler on every event, the wire work
   of the C and pymilter milters, which register every callback); ``milterkit (needed only)``
   serves ``bench/peers/milterkit_needed.py`` (Postfix is told to skip the other events);
-  ``milterkit --no-quickack`` shows what re-arming TCP_QUICKACK is worth (TCP only);
+  ``milterkit --no-quickack`` and ``milterkit (needed only) --no-quickack`` show what
+  re-arming TCP_QUICKACK is worth (TCP only);
 * ``pymilter`` and ``C libmilter``: ``bench/peers/pymilter_milter.py`` and
   ``bench/peers/ref_milter.c``, installed and built by ``bench/peers/run.py``'s installer;
 * the bounds of the "only needed" style: ``C libmilter, needed only`` (``ref_milter.c``'s
@@ -98,6 +99,10 @@ def setups(transports: list[str], peers_dir: Path | None) -> list[Setup]:
         if transport == "tcp":
             found.append(Setup("milterkit --no-quickack", transport,
                                [*mk, "--no-quickack", str(ROOT / "bench" / "load_filter.py")]))
+            # Where the re-arm matters: the macro packets of skipped steps get no reply.
+            found.append(Setup("milterkit (needed only) --no-quickack", transport,
+                               [*mk, "--no-quickack",
+                                str(ROOT / "bench" / "peers" / "milterkit_needed.py")]))
         # The bounds of the "only needed" style: the least an asyncio milter (and a C one) can
         # do for the job, with every other step skipped.
         found.append(Setup("bare asyncio floor, needed only", transport, [
