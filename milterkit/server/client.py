@@ -258,8 +258,9 @@ class Client:
 
     def _on_full(self) -> None:
         if not self._full_logged:
-            log.warning("%d connections open, the maximum: not accepting more for now",
-                        self.max_connections)
+            # Connections accepted and still being started count: the limit holds for them.
+            log.warning("%d connections open or being opened, the maximum: not accepting more "
+                        "for now", self.max_connections)
             self._full_logged = True
 
     def become_worker(self, worker_id: int) -> None:
