@@ -23,7 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(HERE / "peers"))
+
+from run import cpu_times, free_port  # noqa: E402  (bench/peers/run.py: the same /proc reading)
 
 
 def contenders(loop: str, baseline: Path | None) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -44,12 +46,6 @@ def contenders(loop: str, baseline: Path | None) -> dict[str, tuple[list[str], d
     return found
 
 
-def cpu(pid: int) -> tuple[float, float]:
-    """User and system seconds of process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
-
-
 def measure(argv: list[str], env: dict[str, str], port: int, args: argparse.Namespace) -> str:
     spec = f"inet:{port}@127.0.0.1"
     milter = subprocess.Popen([a.format(spec=spec) for a in argv], cwd=ROOT,
@@ -57,12 +53,12 @@ def measure(argv: list[str], env: dict[str, str], port: int, args: argparse.Name
                               stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)  # started and listening (the generator retries nothing)
-        user0, sys0 = cpu(milter.pid)
+        user0, sys0 = cpu_times(milter.pid)
         out = subprocess.run(
             [sys.executable, str(HERE / "peers" / "loadgen.py"), spec, "-c",
              str(args.concurrency), "--seconds", str(args.seconds), "--warmup", "0"],
             capture_output=True, text=True, check=True, timeout=args.seconds + 60)
-        user1, sys1 = cpu(milter.pid)
+        user1, sys1 = cpu_times(milter.pid)
     finally:
         milter.terminate()
         milter.wait(10)
@@ -84,11 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     found = contenders(args.loop, args.baseline)
     print(f"{args.loop} loop, {args.concurrency} connections, {args.seconds:g} s per run, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    port = 23000 + os.getpid() % 10000
     for round_ in range(1, args.rounds + 1):
         for name, (command, env) in found.items():
-            port += 1
-            print(f"round {round_}: {name:36s} {measure(command, env, port, args)}", flush=True)
+            result = measure(command, env, free_port(), args)
+            print(f"round {round_}: {name:36s} {result}", flush=True)
     return 0
 
 

@@ -46,6 +46,12 @@ DEBIAN = ["libmilter-dev", "python3-dev", "python3-venv", "gcc"]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds (all threads) process ``pid`` used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
 @dataclass
 class Milter:
     """One contender: how to start it on a port."""
@@ -88,8 +94,7 @@ class Milter:
     def cpu(self) -> float:
         """CPU seconds (user + system, all threads) the milter used so far."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return sum(cpu_times(self.process.pid))
 
     def rss(self) -> int:
         """Resident set size in bytes now."""
