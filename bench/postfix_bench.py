@@ -31,6 +31,7 @@ The numbers depend on the machine; compare set-ups within one run only.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import re
@@ -74,7 +75,9 @@ class Setup:
         return self.name if self.argv is None else f"{self.name} ({self.transport})"
 
 
+@functools.cache
 def _peers() -> ModuleType:
+    # Loaded once: measure() reads the milter's CPU through it before and after every run.
     path = ROOT / "bench" / "peers" / "run.py"
     spec = importlib.util.spec_from_file_location("milterkit_bench_peers", path)
     assert spec is not None and spec.loader is not None
